@@ -1,0 +1,155 @@
+//! Dot-product kernels, chosen once at run time: AVX2/FMA/F16C where the CPU has them,
+//! portable Rust otherwise. Both compute the same math (integer dots on 8-bit activation
+//! blocks for Q8_0/Q4_0/Q4_1; f32 dots for float and K-quant weights).
+
+use half::{bf16, f16};
+
+use crate::tensor::quant::{dot_q4_0_scalar, dot_q4_1_scalar, dot_q8_0_scalar, BlockQ8};
+
+/// `dot(a, b)` over f32 slices of equal length.
+pub type DotF32 = fn(&[f32], &[f32]) -> f32;
+/// `dot(row_bytes, x)` of a 16-bit float row (f16 or bf16 bits) with f32 activations.
+pub type DotHalf = fn(&[u8], &[f32]) -> f32;
+/// `dot(row_bytes, x_blocks)` of a block-quantized row with 8-bit activation blocks.
+pub type DotQ = fn(&[u8], &[BlockQ8]) -> f32;
+
+/// The kernels a CPU engine uses.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Name of the instruction set chosen ("avx2" or "portable").
+    pub isa: &'static str,
+    /// f32 · f32.
+    pub dot_f32: DotF32,
+    /// f16 row · f32.
+    pub dot_f16: DotHalf,
+    /// bf16 row · f32.
+    pub dot_bf16: DotHalf,
+    /// Q8_0 row · Q8 activations.
+    pub dot_q8_0: DotQ,
+    /// Q4_0 row · Q8 activations.
+    pub dot_q4_0: DotQ,
+    /// Q4_1 row · Q8 activations.
+    pub dot_q4_1: DotQ,
+}
+
+impl Kernels {
+    /// The best kernels this CPU supports. `LORADOCK_ISA=portable` forces the fallback.
+    pub fn detect() -> Kernels {
+        if std::env::var("LORADOCK_ISA").is_ok_and(|v| v == "portable") {
+            return Kernels::portable();
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = super::x86::kernels() {
+            return k;
+        }
+        Kernels::portable()
+    }
+
+    /// Plain Rust kernels that run everywhere.
+    pub fn portable() -> Kernels {
+        Kernels {
+            isa: "portable",
+            dot_f32: dot_f32_portable,
+            dot_f16: dot_f16_portable,
+            dot_bf16: dot_bf16_portable,
+            dot_q8_0: dot_q8_0_scalar,
+            dot_q4_0: dot_q4_0_scalar,
+            dot_q4_1: dot_q4_1_scalar,
+        }
+    }
+}
+
+/// Portable f32 dot with 8 independent accumulators (vectorizes without fast-math).
+pub fn dot_f32_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+fn dot_f16_portable(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (w, xs) in row.chunks_exact(16).zip(x.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += f16::from_bits(u16::from_le_bytes([w[2 * i], w[2 * i + 1]])).to_f32() * xs[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    let done = x.len() / 8 * 8;
+    for (i, xv) in x.iter().enumerate().skip(done) {
+        s += f16::from_bits(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])).to_f32() * xv;
+    }
+    s
+}
+
+fn dot_bf16_portable(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (w, xs) in row.chunks_exact(16).zip(x.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += bf16::from_bits(u16::from_le_bytes([w[2 * i], w[2 * i + 1]])).to_f32() * xs[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    let done = x.len() / 8 * 8;
+    for (i, xv) in x.iter().enumerate().skip(done) {
+        s += bf16::from_bits(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])).to_f32() * xv;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::quant::{quantize_q8_blocks, quantize_row_q4_0, quantize_row_q8_0};
+
+    fn vals(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The detected kernels agree with the portable ones on every type.
+    #[test]
+    fn detected_kernels_match_portable() {
+        let (k, p) = (Kernels::detect(), Kernels::portable());
+        for n in [32usize, 96, 576] {
+            let (a, b) = (vals(n, 1), vals(n, 2));
+            let rel = |x: f32, y: f32| (x - y).abs() / x.abs().max(1.0);
+            assert!(rel((k.dot_f32)(&a, &b), (p.dot_f32)(&a, &b)) < 1e-5);
+            let h: Vec<u8> = a.iter().flat_map(|v| f16::from_f32(*v).to_bits().to_le_bytes()).collect();
+            assert!(rel((k.dot_f16)(&h, &b), (p.dot_f16)(&h, &b)) < 1e-5);
+            let bh: Vec<u8> = a.iter().flat_map(|v| bf16::from_f32(*v).to_bits().to_le_bytes()).collect();
+            assert!(rel((k.dot_bf16)(&bh, &b), (p.dot_bf16)(&bh, &b)) < 1e-5);
+            let mut xq = vec![BlockQ8::default(); n / 32];
+            quantize_q8_blocks(&b, &mut xq);
+            let (mut q8, mut q4) = (Vec::new(), Vec::new());
+            quantize_row_q8_0(&a, &mut q8);
+            quantize_row_q4_0(&a, &mut q4);
+            assert!(rel((k.dot_q8_0)(&q8, &xq), (p.dot_q8_0)(&q8, &xq)) < 1e-5);
+            assert!(rel((k.dot_q4_0)(&q4, &xq), (p.dot_q4_0)(&q4, &xq)) < 1e-5);
+            // A Q4_1 row made from the Q4_0 nibbles with a min.
+            let mut q41 = Vec::new();
+            for blk in q4.chunks_exact(18) {
+                q41.extend_from_slice(&blk[0..2]);
+                q41.extend_from_slice(&f16::from_f32(-0.3).to_bits().to_le_bytes());
+                q41.extend_from_slice(&blk[2..18]);
+            }
+            assert!(rel((k.dot_q4_1)(&q41, &xq), (p.dot_q4_1)(&q41, &xq)) < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! `generate` and `logits`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{parse_adapter_spec, parse_ids, GenerateArgs, LogitsArgs, ModelArgs};
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::generate::{generate as run_generate, GenerateParams, PREFILL_CHUNK};
+use crate::kv::KvCache;
+use crate::lora::{load_peft, LoraAdapter};
+use crate::model::{Compute, LoadOptions, LogitsMode, SeqBatch};
+use crate::sampling::SamplingParams;
+use crate::tensor::DType;
+
+/// A model, its adapters and compute state, set up from [`ModelArgs`].
+pub(crate) struct Session {
+    pub engine: Engine,
+    pub adapters: Vec<(LoraAdapter, f32)>,
+    pub compute: Compute,
+    pub ctx: usize,
+}
+
+impl Session {
+    pub fn open(a: &ModelArgs) -> Result<Session> {
+        let quant = a.quant.as_deref().map(DType::parse).transpose()?;
+        let engine = Engine::load(&a.model, &LoadOptions { quant })?;
+        let cfg = &engine.loaded.model.config;
+        let mut adapters = Vec::new();
+        let mut seen: Vec<PathBuf> = Vec::new();
+        for spec in &a.adapters {
+            let (path, weight) = parse_adapter_spec(spec)?;
+            let canon = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+            if seen.contains(&canon) {
+                return Err(Error::invalid("adapter", format!("{} is named twice", path.display())));
+            }
+            seen.push(canon);
+            adapters.push((load_peft(&path, cfg)?, weight));
+        }
+        let ctx = a.ctx.unwrap_or(cfg.max_position_embeddings.min(4096));
+        if ctx == 0 {
+            return Err(Error::invalid("ctx", "must be > 0"));
+        }
+        Ok(Session { engine, adapters, compute: Compute::new(a.threads), ctx })
+    }
+
+    pub fn adapter_refs(&self) -> Vec<(&LoraAdapter, f32)> {
+        self.adapters.iter().map(|(a, w)| (a, *w)).collect()
+    }
+
+    pub fn kv(&self) -> KvCache {
+        KvCache::new(&self.engine.loaded.model.config, self.ctx)
+    }
+}
+
+/// The prompt token ids from `--prompt-ids`, `--prompt` or `--chat`.
+fn prompt_ids(s: &Session, a: &GenerateArgs) -> Result<Vec<u32>> {
+    if let Some(ids) = &a.prompt_ids {
+        if a.chat {
+            return Err(Error::invalid("chat", "--chat needs --prompt text, not --prompt-ids"));
+        }
+        return parse_ids(ids);
+    }
+    let text = a.prompt.as_deref().ok_or_else(|| Error::invalid("prompt", "give --prompt TEXT or --prompt-ids IDS"))?;
+    let tok = s.engine.require_tokenizer()?;
+    if a.chat {
+        let src = tok.chat_template().ok_or_else(|| {
+            Error::tokenizer(format!("{} has no chat template; drop --chat", s.engine.loaded.path.display()))
+        })?;
+        let tpl = ChatTemplate::new(src, tok.bos_token(), tok.eos_token())?;
+        let mut msgs = Vec::new();
+        if let Some(sys) = &a.system {
+            msgs.push(ChatMessage { role: "system".into(), content: sys.clone() });
+        }
+        msgs.push(ChatMessage { role: "user".into(), content: text.to_string() });
+        let rendered = tpl.render(&msgs, true)?;
+        // The template writes any BOS itself.
+        tok.encode(&rendered, false)
+    } else {
+        tok.encode(text, true)
+    }
+}
+
+pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
+    let mut s = Session::open(&a.model)?;
+    let prompt = prompt_ids(&s, a)?;
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repetition_penalty: a.repeat_penalty,
+            seed: a.seed,
+            ..SamplingParams::default()
+        },
+        stop: a.stop.clone(),
+        ignore_eos: a.ignore_eos,
+    };
+    let mut kv = s.kv();
+    let adapters: Vec<(LoraAdapter, f32)> = std::mem::take(&mut s.adapters);
+    let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();
+    let stream = !a.json;
+    let mut stdout = std::io::stdout();
+    let mut on_text = |piece: &str| {
+        if stream {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+    };
+    let model = &s.engine.loaded.model;
+    let tok = s.engine.tokenizer.as_ref();
+    let out = run_generate(model, &mut s.compute, tok, &mut kv, &prompt, &refs, &params, &mut on_text)?;
+    if a.json {
+        let j = serde_json::json!({
+            "token_ids": out.token_ids,
+            "text": out.text,
+            "prompt_tokens": out.prompt_tokens,
+            "generated_tokens": out.token_ids.len(),
+            "finish_reason": out.finish.as_str(),
+            "prefill_ms": out.prefill_ms,
+            "decode_ms": out.decode_ms,
+            "decode_tokens_per_s": out.decode_tokens_per_s(),
+        });
+        println!("{j}");
+    } else {
+        println!();
+        eprintln!(
+            "[{} prompt tokens, prefill {:.1} ms; {} tokens at {:.1} tok/s; {}]",
+            out.prompt_tokens,
+            out.prefill_ms,
+            out.token_ids.len(),
+            out.decode_tokens_per_s(),
+            out.finish.as_str()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn logits(a: &LogitsArgs) -> Result<()> {
+    let mut s = Session::open(&a.model)?;
+    let ids = parse_ids(&a.prompt_ids)?;
+    if ids.is_empty() {
+        return Err(Error::invalid("prompt-ids", "no token ids given"));
+    }
+    let mut kv = s.kv();
+    kv.check_room(ids.len())?;
+    let adapters = std::mem::take(&mut s.adapters);
+    let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();
+    let model = &s.engine.loaded.model;
+    let vocab = model.config.vocab_size;
+    let mut all = Vec::with_capacity(ids.len() * vocab);
+    for chunk in ids.chunks(PREFILL_CHUNK) {
+        let mut seqs = [SeqBatch { tokens: chunk, kv: &mut kv, adapters: &refs, logits: LogitsMode::All }];
+        all.extend(model.forward(&mut s.compute, &mut seqs)?.pop().unwrap_or_default());
+    }
+    write_f32_safetensors(&a.out, &[("logits", vec![ids.len(), vocab], &all)])
+}
+
+/// Write f32 tensors to a safetensors file.
+pub(crate) fn write_f32_safetensors(path: &std::path::Path, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::invalid("logits", e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}

@@ -1,0 +1,193 @@
+//! The `loradock` command line's arguments and commands (the binary in `src/bin` only calls
+//! [`run`]). Other checks and scripts drive these commands: their flags and JSON output are
+//! kept stable.
+
+mod bench;
+mod commands;
+mod inspect;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+
+/// loradock: one resident base model, many LoRA adapters.
+#[derive(Debug, Parser)]
+#[command(name = "loradock", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text (or token ids) from a prompt.
+    Generate(GenerateArgs),
+    /// Write the logits of every prompt position to a safetensors file.
+    Logits(LogitsArgs),
+    /// Describe a model, GGUF file or adapter.
+    Inspect {
+        /// Model directory, GGUF file or PEFT adapter directory.
+        path: PathBuf,
+    },
+    /// Measure prefill and decode speed.
+    Bench(BenchArgs),
+}
+
+/// Model and adapter flags shared by the commands.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Model: HF directory or GGUF file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// PEFT adapter directory, optionally with a weight: DIR[:WEIGHT]. Repeat to sum adapters.
+    #[arg(long = "adapter", value_name = "DIR[:WEIGHT]")]
+    pub adapters: Vec<String>,
+    /// Threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Quantize f32/f16/bf16 weights at load: q8_0 or q4_0.
+    #[arg(long)]
+    pub quant: Option<String>,
+    /// Context length (KV cache positions); default: the model's, capped at 4096.
+    #[arg(long)]
+    pub ctx: Option<usize>,
+}
+
+/// `generate` flags.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Model and adapters.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt text.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Prompt as comma-separated token ids.
+    #[arg(long, value_name = "IDS")]
+    pub prompt_ids: Option<String>,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Keep the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop string (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Do not stop at end-of-generation tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `logits` flags.
+#[derive(Debug, Args)]
+pub struct LogitsArgs {
+    /// Model and adapters.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt as comma-separated token ids.
+    #[arg(long, value_name = "IDS")]
+    pub prompt_ids: String,
+    /// Output safetensors file (tensor `logits`, f32 [prompt_len, vocab]).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model and adapters.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded per run.
+    #[arg(long, default_value_t = 64)]
+    pub gen_tokens: usize,
+    /// Measured runs (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(a) => commands::generate(&a),
+        Command::Logits(a) => commands::logits(&a),
+        Command::Inspect { path } => inspect::inspect(&path),
+        Command::Bench(a) => bench::bench(&a),
+    }
+}
+
+/// Parse `1,2,3` into token ids.
+pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().map_err(|_| Error::invalid("prompt-ids", format!("'{p}' is not a token id"))))
+        .collect()
+}
+
+/// Parse `DIR[:WEIGHT]` (a trailing `:number` is the weight; anything else is the path).
+pub fn parse_adapter_spec(s: &str) -> Result<(PathBuf, f32)> {
+    if let Some((path, w)) = s.rsplit_once(':') {
+        if let Ok(weight) = w.parse::<f32>() {
+            if !weight.is_finite() {
+                return Err(Error::invalid("adapter", format!("weight '{w}' is not finite")));
+            }
+            return Ok((PathBuf::from(path), weight));
+        }
+    }
+    Ok((PathBuf::from(s), 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_specs_and_ids() {
+        assert_eq!(parse_adapter_spec("a/b").unwrap(), (PathBuf::from("a/b"), 1.0));
+        assert_eq!(parse_adapter_spec("a/b:0.5").unwrap(), (PathBuf::from("a/b"), 0.5));
+        assert_eq!(parse_adapter_spec("a:b/c").unwrap(), (PathBuf::from("a:b/c"), 1.0));
+        assert_eq!(parse_adapter_spec("x:-1").unwrap(), (PathBuf::from("x"), -1.0));
+        assert!(parse_adapter_spec("x:NaN").is_err());
+        assert_eq!(parse_ids("1, 2,3").unwrap(), vec![1, 2, 3]);
+        assert!(parse_ids("1,x").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,31 @@
+//! loradock: an embeddable runtime that keeps one base LLM resident and serves many LoRA
+//! fine-tunes of it.
+//!
+//! The crate is laid out by role (see `ARCHITECTURE.md` in the design notes):
+//! - [`tensor`]: dtypes and quantized block formats.
+//! - [`backend`]: compute kernels (CPU: SIMD chosen at run time, a persistent thread pool).
+//! - [`model`]: HF safetensors and GGUF loading, the Llama-family forward pass.
+//! - [`lora`]: PEFT adapter parsing, validation and unmerged application.
+//! - [`kv`]: the KV cache.
+//! - [`tokenizer`], [`chat`], [`sampling`]: text ↔ ids, chat templates, token selection.
+//! - [`generate`]: the prefill/decode loop that ties them together.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod chat;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod generate;
+pub mod kv;
+pub mod lora;
+pub mod model;
+pub mod sampling;
+pub mod tensor;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+
+#[cfg(test)]
+mod test_util;
