@@ -1,0 +1,76 @@
+"""Tiny helper shared by the fixture scripts: make sure a pinned virtual environment exists under
+the repository root (/.venv-* is gitignored) and re-exec the calling script inside it.
+
+Only the standard library is used here, so the scripts can be started with any python3 >= 3.9.
+Set LORADOCK_NO_VENV=1 to run in the current interpreter as is (you provide the packages).
+"""
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Versions the committed fixtures were generated with. Changing a pin may change the fixtures.
+FIXTURE_PINS = [
+    "torch==2.15.0",
+    "transformers==5.24.0",
+    "peft==0.21.2",
+    "safetensors==0.8.0",
+    "tokenizers==0.23.3",
+    "numpy==2.4.6",
+    "gguf==0.19.0",
+]
+# llama-cpp-python builds its vendored llama.cpp from source (CPU, -march=native): several
+# minutes on 2 cores. CMAKE_BUILD_PARALLEL_LEVEL limits the build's parallelism.
+LLAMACPP_PINS = [
+    "llama-cpp-python==0.3.36",
+    "numpy==2.4.6",
+    "gguf==0.19.0",
+    "safetensors==0.8.0",
+]
+
+
+def venv_path(name):
+    return os.path.join(REPO, name)
+
+
+def venv_python(name):
+    return os.path.join(venv_path(name), "bin", "python")
+
+
+def inside(name):
+    return os.path.realpath(sys.prefix) == os.path.realpath(venv_path(name))
+
+
+def ensure_venv(name, pins, log=lambda m: print(m, file=sys.stderr, flush=True)):
+    """Create REPO/name with `pins` installed (once; a stamp file records the pins)."""
+    path = venv_path(name)
+    py = venv_python(name)
+    stamp = os.path.join(path, ".loradock-pins")
+    want = "\n".join(pins) + "\n"
+    if os.path.exists(stamp) and open(stamp).read() == want and os.path.exists(py):
+        return py
+    if not os.path.exists(py):
+        log(f"[pyvenv] creating {path}")
+        subprocess.check_call([sys.executable, "-m", "venv", path])
+        subprocess.check_call([py, "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    log(f"[pyvenv] installing into {name}: {' '.join(pins)} (may take minutes)")
+    env = dict(os.environ)
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
+    subprocess.check_call([py, "-m", "pip", "install", *pins], env=env)
+    with open(stamp, "w") as f:
+        f.write(want)
+    return py
+
+
+def reexec_in(name, pins):
+    """Re-exec the running script inside the venv (no-op when already inside it, or when
+    LORADOCK_NO_VENV=1). PYTHONHASHSEED is fixed so set ordering cannot leak into outputs."""
+    if os.environ.get("LORADOCK_NO_VENV") == "1":
+        return
+    if inside(name) and os.environ.get("PYTHONHASHSEED") == "0":
+        return
+    py = ensure_venv(name, pins)
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = "0"
+    os.execve(py, [py, os.path.abspath(sys.argv[0]), *sys.argv[1:]], env)
