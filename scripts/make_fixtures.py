@@ -9,7 +9,7 @@ Stage "hf" runs in .venv-fixtures (torch, transformers, peft, tokenizers, safete
 pins in scripts/pyvenv.py), created and re-entered automatically:
   model/        a tiny random LlamaForCausalLM in HF layout, weights float16 (every value is
                 float16-representable, so float32 math on them is exact), a byte-level BPE
-                tokenizer with vocab 512 trained here with `tokenizers` on the license texts in
+                tokenizer with vocab 384 trained here with `tokenizers` on the license texts in
                 /usr/share/common-licenses (regular files only, sorted by name; their sha256 is
                 recorded in reference.json; on a machine where they differ the tokenizer differs)
   adapters/*    PEFT LoRA adapters with random non-zero A and B (PEFT's own save_pretrained)
@@ -563,6 +563,13 @@ def stage_hf():
 
     # tokenizer + model
     tok, tok_info = train_tokenizer()
+    old = os.path.join(OUT, "reference.json")
+    if os.path.exists(old):
+        was = json.load(open(old)).get("tokenizer_training", {}).get("corpus_sha256")
+        if was and was != tok_info["corpus_sha256"]:
+            log(f"WARNING: {CORPUS_DIR} differs from the committed fixtures' corpus "
+                f"({was[:12]}... vs {tok_info['corpus_sha256'][:12]}...): the tokenizer and "
+                "every fixture will change")
     tok2, _ = train_tokenizer()
     assert tok.to_str() == tok2.to_str(), "BPE training is not deterministic"
     model_dir = os.path.join(OUT, "model")
