@@ -75,9 +75,10 @@ ADAPTERS = [
     ("r2_ko", 2, 4, False, ["k_proj", "o_proj"], "bfloat16"),
 ]
 SUM = ("sum_r8qv0.7_r16mlp-0.4", [("r8_qv", 0.7), ("r16_mlp", -0.4)])
-# the same sum materialized by PEFT's add_weighted_adapter(cat), rank 24: written to the scratch
-# dir only (600 KB of mostly zero-padded float32; not committed, to keep the fixtures small)
-CAT_DIR = os.path.join(BUILD, "cat_r8qv0.7_r16mlp-0.4")
+# the same sum materialized by PEFT's add_weighted_adapter(cat), rank 24 (600 KB of mostly
+# zero-padded float32): committed, so the Rust tests can check that a pre-composed cat export
+# loaded as an ordinary adapter gives the same numbers as composing the parts
+CAT_DIR = os.path.join(OUT, "adapters", "cat_r8qv0.7_r16mlp-0.4")
 
 GGUF_QUANTS = ["q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k"]
 
@@ -680,9 +681,8 @@ def stage_hf():
             e["formula"] = ("y = W x + 0.7 * s(r8_qv) * B1 A1 x - 0.4 * s(r16_mlp) * B2 A2 x, "
                             "s = lora_alpha / r (use_rslora: lora_alpha / sqrt(r))")
             e["computed_with"] = "PEFT add_weighted_adapter(combination_type='cat')"
-            e["equivalent_adapter"] = ("not committed; scripts/make_fixtures.py writes it to "
-                                       ".cache/fixtures/cat_r8qv0.7_r16mlp-0.4 (PEFT cat, r=24, "
-                                       "lora_alpha=24) and checks its logits equal these")
+            e["equivalent_adapter"] = ("adapters/cat_r8qv0.7_r16mlp-0.4 (PEFT cat, r=24, "
+                                       "lora_alpha=24; its logits are checked to equal these)")
             e["cross_checks_max_abs_diff"] = sum_checks
         case_list.append(e)
     ref = {
