@@ -1,8 +1,10 @@
 //! Parity tests against references made by other implementations:
 //! - `tests/fixtures/tiny/`: a tiny byte-level BPE trained with HF `tokenizers`, its ids on ~30
 //!   strings (`tokenize.json`), the same vocabulary in a GGUF (`gguf/tiny-f16.gguf`);
+//!   (llama.cpp agrees with HF on all of them: `gguf/llamacpp.json`, `tokenize_vs_hf`);
 //! - `tests/fixtures/smollm2/tokenize.json`: llama.cpp's `llama_tokenize` ids for
-//!   SmolLM2-135M-Instruct (pre-tokenizer `smollm`) on ~200 strings. Needs the model file
+//!   SmolLM2-135M-Instruct (pre-tokenizer `smollm`) on 224 strings, and `greedy.json`'s prompts
+//!   (chat template rendered by jinja2, then tokenized). Needs the model file
 //!   (`scripts/fetch_model.sh`); skipped with a printed reason when it is absent.
 
 use std::path::{Path, PathBuf};
@@ -129,14 +131,39 @@ fn smollm2_matches_llama_cpp() {
         eprintln!("skipped: SmolLM2 GGUF not fetched (run scripts/fetch_model.sh)");
         return;
     };
-    if !reference_path.is_file() {
-        eprintln!("skipped: {} not generated yet", reference_path.display());
-        return;
-    }
     let reference = read_json(&reference_path);
     let tok = gguf_tokenizer(&path);
     let cases = reference["cases"].as_array().expect("cases");
     assert!(cases.len() >= 100, "expected the full reference, found {} cases", cases.len());
     let bad = mismatches(&tok, cases, "ids", false);
     assert!(bad.is_empty(), "{} of {} differ from llama.cpp:\n{}", bad.len(), cases.len(), bad.join("\n"));
+}
+
+#[test]
+fn smollm2_chat_prompts_match_llama_cpp() {
+    let reference_path = fixtures().join("smollm2").join("greedy.json");
+    let Some(path) = smollm2_gguf() else {
+        eprintln!("skipped: SmolLM2 GGUF not fetched (run scripts/fetch_model.sh)");
+        return;
+    };
+    let reference = read_json(&reference_path);
+    let tok = gguf_tokenizer(&path);
+    let template =
+        crate::chat::ChatTemplate::from_tokenizer(&tok).expect("compiles").expect("SmolLM2 has a template");
+    let add_bos = reference["add_bos"].as_bool().expect("add_bos");
+    let prompts = reference["prompts"].as_array().expect("prompts");
+    assert!(prompts.iter().any(|p| p["kind"] == "chat"));
+    for p in prompts {
+        let text = p["text"].as_str().expect("text");
+        let ids = if p["kind"] == "chat" {
+            // Rendered by transformers-style jinja2 in the reference; llama_tokenize(parse_special).
+            let msgs: Vec<crate::chat::ChatMessage> =
+                serde_json::from_value(p["messages"].clone()).expect("messages");
+            assert_eq!(template.render(&msgs, true).expect("renders"), text);
+            tok.encode(text, add_bos).expect("encodes")
+        } else {
+            tok.encode_plain(text, add_bos).expect("encodes")
+        };
+        assert_eq!(ids, ids_of(&p["prompt_ids"]), "{text:?}");
+    }
 }
