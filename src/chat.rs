@@ -95,7 +95,7 @@ impl ChatTemplate {
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
-            .map_err(|e| Error::tokenizer(format!("chat template does not compile: {}", describe(&e))))?;
+            .map_err(|e| Error::tokenizer(format!("chat template does not compile: {e}")))?;
         Ok(ChatTemplate {
             env,
             bos_token: bos_token.map(str::to_string),
@@ -118,7 +118,7 @@ impl ChatTemplate {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
-            .map_err(|e| Error::tokenizer(format!("chat template: {}", describe(&e))))?;
+            .map_err(|e| Error::tokenizer(format!("chat template: {e}")))?;
         let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
         ctx.insert("messages", Value::from_serialize(messages));
         ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
@@ -128,20 +128,8 @@ impl ChatTemplate {
         if let Some(t) = &self.eos_token {
             ctx.insert("eos_token", Value::from(t.as_str()));
         }
-        template.render(ctx).map_err(|e| Error::tokenizer(format!("chat template failed: {}", describe(&e))))
+        template.render(ctx).map_err(|e| Error::tokenizer(format!("chat template failed: {e}")))
     }
-}
-
-/// A minijinja error in one line: kind, detail and location.
-fn describe(e: &minijinja::Error) -> String {
-    let mut s = match e.detail() {
-        Some(detail) => format!("{}: {detail}", e.kind()),
-        None => e.to_string(),
-    };
-    if let (Some(name), Some(line)) = (e.name(), e.line()) {
-        s.push_str(&format!(" (in {name} line {line})"));
-    }
-    s
 }
 
 /// `raise_exception(message)`: templates use it to refuse a conversation.
@@ -390,7 +378,7 @@ mod tests {
         let err = ChatTemplate::new("ok\n{% for m in messages %}{{ m.content }}", None, None)
             .expect_err("no endfor");
         let msg = err.to_string();
-        assert!(msg.contains("does not compile") && msg.contains("line"), "{msg}");
+        assert!(msg.contains("does not compile") && msg.contains("chat_template:2"), "{msg}");
         let err = ChatTemplate::new("{{ 1 + }}", None, None).expect_err("bad expression");
         assert!(err.to_string().contains("syntax"), "{err}");
         let huge = "x".repeat(TEMPLATE_BYTES_MAX + 1);

@@ -184,15 +184,23 @@ impl Sampler {
 
 /// The index of the largest logit, the lowest on ties; NaN never wins; 0 if none is > -inf.
 fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_logit = f32::NEG_INFINITY;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > best_logit {
-            best = i;
-            best_logit = l;
+    // Two passes the compiler vectorizes: the maximum over 8 lanes (NaN never compares
+    // greater), then its first position.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = logits.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &l) in lanes.iter_mut().zip(chunk) {
+            if l > *lane {
+                *lane = l;
+            }
         }
     }
-    best as u32
+    let max = lanes.iter().chain(rest).fold(f32::NEG_INFINITY, |m, &l| if l > m { l } else { m });
+    if max == f32::NEG_INFINITY {
+        return 0;
+    }
+    logits.iter().position(|&l| l == max).unwrap_or(0) as u32
 }
 
 /// Copies `logits` into `out` and applies the repetition penalty to the distinct ids among the
@@ -238,12 +246,16 @@ fn draw(params: &SamplingParams, rng: &mut Rng, cand: &mut Vec<Candidate>, logit
         cand.retain(|c| c.logit >= threshold);
     }
     let max = cand.iter().map(|c| c.logit).fold(f32::NEG_INFINITY, f32::max);
-    let inv_t = 1.0 / f64::from(params.temperature);
-    let weight = |c: &Candidate| ((f64::from(c.logit) - f64::from(max)) * inv_t).exp();
-    let total: f64 = cand.iter().map(weight).sum();
+    let inv_t = 1.0 / params.temperature;
+    // From here on `logit` holds the unnormalized probability exp((logit - max) / T).
+    let mut total = 0.0f64;
+    for c in cand.iter_mut() {
+        c.logit = ((c.logit - max) * inv_t).exp();
+        total += f64::from(c.logit);
+    }
     let mut r = rng.next_f64() * total;
     for c in cand.iter() {
-        r -= weight(c);
+        r -= f64::from(c.logit);
         if r < 0.0 {
             return c.id;
         }
@@ -403,6 +415,20 @@ mod tests {
         assert_eq!(s.sample(&[f32::NAN, 0.5, f32::NAN, 0.5], &[]), 1);
         assert_eq!(s.sample(&[f32::NEG_INFINITY, f32::NAN], &[]), 0);
         assert_eq!(s.sample(&[-2.0, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn argmax_is_exact_across_lanes_and_remainder() {
+        let mut l = vec![f32::NAN; 37];
+        l[3] = 1.0;
+        l[17] = 5.0;
+        l[9] = 5.0;
+        assert_eq!(argmax(&l), 9);
+        l[36] = 6.0;
+        assert_eq!(argmax(&l), 36);
+        let l: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32).collect();
+        let want = l.iter().enumerate().fold(0, |b, (i, &x)| if x > l[b] { i } else { b });
+        assert_eq!(argmax(&l) as usize, want);
     }
 
     #[test]
