@@ -18,14 +18,15 @@ const PENDING_IDS_MAX: usize = 8;
 /// Feed generated ids with [`push`](StreamDecoder::push); each call returns the new complete
 /// text, if any. Call [`finish`](StreamDecoder::finish) at the end to flush what is held back.
 /// Concatenating every returned piece gives the same text as [`Tokenizer::decode`] of all ids.
-/// Not `Sync`-shared: one decoder per generated sequence.
+/// Use one decoder per generated sequence; it borrows the tokenizer and is `Send`.
 #[derive(Debug)]
 pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
     skip_special: bool,
-    /// Ids from the start of the context window.
+    /// The context window: the last emitted id (kept for decoders that look at neighbours)
+    /// and the ids not emitted yet.
     ids: Vec<u32>,
-    /// `ids[..read]` have been emitted; `ids[..read]` decode to `prefix`.
+    /// `ids[..read]` are emitted already and decode to `prefix`.
     read: usize,
     prefix: String,
 }
