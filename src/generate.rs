@@ -29,7 +29,12 @@ pub struct GenerateParams {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { max_tokens: 128, sampling: SamplingParams::default(), stop: Vec::new(), ignore_eos: false }
+        GenerateParams {
+            max_tokens: 128,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
     }
 }
 
@@ -161,7 +166,12 @@ pub fn generate(
         if out.len() == max_tokens {
             break;
         }
-        let mut seqs = [SeqBatch { tokens: std::slice::from_ref(&tok), kv: &mut *kv, adapters, logits: LogitsMode::Last }];
+        let mut seqs = [SeqBatch {
+            tokens: std::slice::from_ref(&tok),
+            kv: &mut *kv,
+            adapters,
+            logits: LogitsMode::Last,
+        }];
         logits = model.forward(c, &mut seqs)?.pop().unwrap_or_default();
         steps += 1;
     }

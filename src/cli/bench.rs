@@ -20,7 +20,11 @@ pub(crate) fn stats(xs: &[f64]) -> (f64, f64, f64) {
 pub(crate) fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -65,7 +69,12 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         let t1 = Instant::now();
         for _ in 0..a.gen_tokens {
             let tok = argmax(&logits);
-            let mut seqs = [SeqBatch { tokens: std::slice::from_ref(&tok), kv: &mut kv, adapters: &refs, logits: LogitsMode::Last }];
+            let mut seqs = [SeqBatch {
+                tokens: std::slice::from_ref(&tok),
+                kv: &mut kv,
+                adapters: &refs,
+                logits: LogitsMode::Last,
+            }];
             logits = model.forward(&mut s.compute, &mut seqs)?.pop().unwrap_or_default();
         }
         let decode_s = t1.elapsed().as_secs_f64();
@@ -95,8 +104,14 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     } else {
         println!("model    {}  ({} adapters)", a.model.model.display(), refs.len());
         println!("machine  {} · {} threads · {isa}", cpu_name(), threads);
-        println!("prefill  {:>8.1} tok/s  (min {pmin:.1}, max {pmax:.1}; {} tokens, {} runs)", pm, a.prompt_tokens, a.runs);
-        println!("decode   {:>8.1} tok/s  (min {dmin:.1}, max {dmax:.1}; {} tokens, {} runs)", dm, a.gen_tokens, a.runs);
+        println!(
+            "prefill  {:>8.1} tok/s  (min {pmin:.1}, max {pmax:.1}; {} tokens, {} runs)",
+            pm, a.prompt_tokens, a.runs
+        );
+        println!(
+            "decode   {:>8.1} tok/s  (min {dmin:.1}, max {dmax:.1}; {} tokens, {} runs)",
+            dm, a.gen_tokens, a.runs
+        );
     }
     Ok(())
 }

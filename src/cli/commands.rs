@@ -45,10 +45,6 @@ impl Session {
         Ok(Session { engine, adapters, compute: Compute::new(a.threads), ctx })
     }
 
-    pub fn adapter_refs(&self) -> Vec<(&LoraAdapter, f32)> {
-        self.adapters.iter().map(|(a, w)| (a, *w)).collect()
-    }
-
     pub fn kv(&self) -> KvCache {
         KvCache::new(&self.engine.loaded.model.config, self.ctx)
     }
@@ -62,7 +58,10 @@ fn prompt_ids(s: &Session, a: &GenerateArgs) -> Result<Vec<u32>> {
         }
         return parse_ids(ids);
     }
-    let text = a.prompt.as_deref().ok_or_else(|| Error::invalid("prompt", "give --prompt TEXT or --prompt-ids IDS"))?;
+    let text = a
+        .prompt
+        .as_deref()
+        .ok_or_else(|| Error::invalid("prompt", "give --prompt TEXT or --prompt-ids IDS"))?;
     let tok = s.engine.require_tokenizer()?;
     if a.chat {
         let src = tok.chat_template().ok_or_else(|| {
@@ -159,8 +158,12 @@ pub(crate) fn logits(a: &LogitsArgs) -> Result<()> {
 }
 
 /// Write f32 tensors to a safetensors file.
-pub(crate) fn write_f32_safetensors(path: &std::path::Path, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+pub(crate) fn write_f32_safetensors(
+    path: &std::path::Path,
+    tensors: &[(&str, Vec<usize>, &[f32])],
+) -> Result<()> {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views = tensors
         .iter()
         .zip(&bytes)
@@ -170,5 +173,6 @@ pub(crate) fn write_f32_safetensors(path: &std::path::Path, tensors: &[(&str, Ve
                 .map_err(|e| Error::invalid("logits", e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }

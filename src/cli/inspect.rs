@@ -21,7 +21,10 @@ pub(crate) fn inspect(path: &Path) -> Result<()> {
     if path.join("config.json").exists() {
         return inspect_hf(path);
     }
-    Err(Error::format(path, "neither a GGUF file, an HF model directory (config.json) nor a PEFT adapter (adapter_config.json)"))
+    Err(Error::format(
+        path,
+        "neither a GGUF file, an HF model directory (config.json) nor a PEFT adapter (adapter_config.json)",
+    ))
 }
 
 fn human(bytes: usize) -> String {
@@ -99,14 +102,22 @@ fn inspect_hf(dir: &Path) -> Result<()> {
     for (ty, (n, b)) in &by_type {
         println!("  {ty:<8} {n:>5} tensors  {}", human(*b));
     }
-    println!("tokenizer:     {}", if dir.join("tokenizer.json").exists() { "tokenizer.json" } else { "none" });
+    println!(
+        "tokenizer:     {}",
+        if dir.join("tokenizer.json").exists() { "tokenizer.json" } else { "none" }
+    );
     Ok(())
 }
 
 fn inspect_adapter(dir: &Path) -> Result<()> {
     let c = PeftConfig::read(dir)?;
     println!("adapter:       {} (PEFT LoRA)", dir.display());
-    println!("r / alpha:     {} / {} ({})", c.r, c.lora_alpha, if c.use_rslora { "rsLoRA: alpha/sqrt(r)" } else { "alpha/r" });
+    println!(
+        "r / alpha:     {} / {} ({})",
+        c.r,
+        c.lora_alpha,
+        if c.use_rslora { "rsLoRA: alpha/sqrt(r)" } else { "alpha/r" }
+    );
     let st = dir.join("adapter_model.safetensors");
     let set = SafetensorsSet::open_file(&st)?;
     let mut modules: BTreeMap<String, (usize, Vec<usize>, String)> = BTreeMap::new();

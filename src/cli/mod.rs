@@ -153,7 +153,9 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u32>().map_err(|_| Error::invalid("prompt-ids", format!("'{p}' is not a token id"))))
+        .map(|p| {
+            p.parse::<u32>().map_err(|_| Error::invalid("prompt-ids", format!("'{p}' is not a token id")))
+        })
         .collect()
 }
 

@@ -1,7 +1,7 @@
 //! Unmerged LoRA: `y[t] += w · s · B (A x[t])` for a block of token rows, split across the
 //! thread pool. The rank-r intermediate is tiny; the cost is reading A and B once per step.
 
-use crate::backend::cpu::pool::split_range;
+use crate::backend::cpu::pool::chunking;
 use crate::backend::cpu::{Kernels, ThreadPool};
 
 use super::LoraPair;
@@ -9,7 +9,7 @@ use super::LoraPair;
 /// Output pointer shared by the pool's threads, each writing its own columns.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: each thread writes only output columns in its own disjoint range, and the caller's
+// SAFETY: each chunk writes only the output columns of its own disjoint range, and the caller's
 // `&mut` borrow keeps the buffer alive and unaliased until `run` returns.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
@@ -49,24 +49,24 @@ pub fn apply_lora(
     }
     let tmp: &[f32] = tmp;
     let out = OutPtr(y.as_mut_ptr());
-    let nt = pool.n_threads();
-    let work = |ti: usize| {
-        for o in split_range(dout, ti, nt, 8) {
+    let (n_chunks, per) = chunking(dout, pool.n_threads(), 64, 8);
+    let work = |chunk: usize, _thread: usize| {
+        for o in chunk * per..((chunk + 1) * per).min(dout) {
             let brow = &pair.b[o * r..(o + 1) * r];
             for t in 0..n {
                 let add = (k.dot_f32)(brow, &tmp[t * r..(t + 1) * r]);
-                // SAFETY: column `o` belongs to this thread's range and `t < n`, so the element
-                // is in bounds (checked above) and written by this thread only.
+                // SAFETY: column `o` belongs to this chunk and `t < n`, so the element is in
+                // bounds (checked above) and written by this chunk only.
                 unsafe { *out.get().add(t * y_stride + o) += add };
             }
         }
     };
     if dout * r * n < 1 << 14 {
-        for ti in 0..nt {
-            work(ti);
+        for c in 0..n_chunks {
+            work(c, 0);
         }
     } else {
-        pool.run(&work);
+        pool.run(n_chunks, &work);
     }
 }
 

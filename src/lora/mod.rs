@@ -28,7 +28,8 @@ pub enum Module {
 
 impl Module {
     /// All modules, in index order.
-    pub const ALL: [Module; 7] = [Module::Q, Module::K, Module::V, Module::O, Module::Gate, Module::Up, Module::Down];
+    pub const ALL: [Module; 7] =
+        [Module::Q, Module::K, Module::V, Module::O, Module::Gate, Module::Up, Module::Down];
 
     /// The HF module name (`q_proj`...).
     pub fn hf_name(self) -> &'static str {

@@ -80,7 +80,10 @@ impl PeftConfig {
         if let Some(serde_json::Value::String(s)) = &c.init_lora_weights {
             let s = s.to_ascii_lowercase();
             if ["pissa", "olora", "loftq", "corda", "eva"].iter().any(|k| s.starts_with(k)) {
-                return Err(refuse(dir, format!("init_lora_weights '{s}' changes the base weights; not supported")));
+                return Err(refuse(
+                    dir,
+                    format!("init_lora_weights '{s}' changes the base weights; not supported"),
+                ));
             }
         }
         if c.loftq_config.as_ref().is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
@@ -94,10 +97,17 @@ impl PeftConfig {
 
     /// The value of a pattern map for the module at `path` (PEFT matches a key against the
     /// end of the module's dotted name).
-    fn lookup<'a, T>(map: &'a std::collections::BTreeMap<String, T>, path: &str, dir: &Path) -> Result<Option<&'a T>> {
+    fn lookup<'a, T>(
+        map: &'a std::collections::BTreeMap<String, T>,
+        path: &str,
+        dir: &Path,
+    ) -> Result<Option<&'a T>> {
         for (k, v) in map {
             if k.chars().any(|c| "^$*+?()[]{}|\\".contains(c)) {
-                return Err(refuse(dir, format!("regex pattern key '{k}' in rank_pattern/alpha_pattern is not supported yet")));
+                return Err(refuse(
+                    dir,
+                    format!("regex pattern key '{k}' in rank_pattern/alpha_pattern is not supported yet"),
+                ));
             }
             if path == k || path.ends_with(&format!(".{k}")) {
                 return Ok(Some(v));
@@ -148,7 +158,10 @@ pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
     let st_path = dir.join("adapter_model.safetensors");
     if !st_path.exists() {
         if dir.join("adapter_model.bin").exists() {
-            return Err(refuse(dir, "adapter_model.bin is a pickle file and is never loaded; save with safetensors"));
+            return Err(refuse(
+                dir,
+                "adapter_model.bin is a pickle file and is never loaded; save with safetensors",
+            ));
         }
         return Err(refuse(dir, "adapter_model.safetensors is missing"));
     }
@@ -173,7 +186,10 @@ pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
             ));
         };
         if layer >= cfg.num_layers {
-            return Err(tensor_err(format!("layer {layer} does not exist (the base has {})", cfg.num_layers)));
+            return Err(tensor_err(format!(
+                "layer {layer} does not exist (the base has {})",
+                cfg.num_layers
+            )));
         }
         let vals = set.f32_values(tname)?.expect("listed tensor exists");
         if let Some(bad) = vals.1.iter().position(|v| !v.is_finite()) {
@@ -210,7 +226,10 @@ pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
         }
         let want_rank = PeftConfig::lookup(&c.rank_pattern, &path, dir)?.copied().unwrap_or(c.r);
         if want_rank != rank {
-            return Err(terr("lora_A", format!("rank {rank} in the tensor but {want_rank} in adapter_config.json")));
+            return Err(terr(
+                "lora_A",
+                format!("rank {rank} in the tensor but {want_rank} in adapter_config.json"),
+            ));
         }
         let alpha = PeftConfig::lookup(&c.alpha_pattern, &path, dir)?.copied().unwrap_or(c.lora_alpha);
         let scale = if c.use_rslora { alpha / (rank as f32).sqrt() } else { alpha / rank as f32 };

@@ -83,7 +83,9 @@ impl LlamaConfig {
     pub fn validate(&self, source: &str) -> Result<()> {
         let bad = |r: String| Err(Error::config(source, r));
         if self.hidden_size == 0 || self.num_layers == 0 || self.num_heads == 0 || self.vocab_size == 0 {
-            return bad("hidden_size, num_hidden_layers, num_attention_heads and vocab_size must be > 0".into());
+            return bad(
+                "hidden_size, num_hidden_layers, num_attention_heads and vocab_size must be > 0".into()
+            );
         }
         if self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
             return bad(format!(
@@ -94,7 +96,11 @@ impl LlamaConfig {
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
             return bad(format!("head_dim {} must be even and > 0", self.head_dim));
         }
-        if !(self.rope_theta > 0.0) || !(self.rms_norm_eps > 0.0) {
+        if self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+            || self.rms_norm_eps.is_nan()
+            || self.rms_norm_eps <= 0.0
+        {
             return bad("rope_theta and rms_norm_eps must be > 0".into());
         }
         if self.num_layers > 1024 || self.hidden_size > 1 << 16 || self.vocab_size > 1 << 22 {
@@ -105,8 +111,8 @@ impl LlamaConfig {
 
     /// Parse an HF `config.json`.
     pub fn from_hf_json(text: &str, source: &str) -> Result<LlamaConfig> {
-        let raw: HfConfig =
-            serde_json::from_str(text).map_err(|e| Error::config(source, format!("not a valid config.json: {e}")))?;
+        let raw: HfConfig = serde_json::from_str(text)
+            .map_err(|e| Error::config(source, format!("not a valid config.json: {e}")))?;
         let model_type = raw.model_type.clone().unwrap_or_default();
         let arch = match model_type.as_str() {
             "llama" | "mistral" => Arch::Llama,
@@ -122,7 +128,7 @@ impl LlamaConfig {
             return Err(Error::unsupported(source, format!("hidden_act {:?} (only silu)", raw.hidden_act)));
         }
         let num_heads = raw.num_attention_heads;
-        let head_dim = raw.head_dim.unwrap_or(if num_heads > 0 { raw.hidden_size / num_heads } else { 0 });
+        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size.checked_div(num_heads).unwrap_or(0));
         let rope_scaling = match &raw.rope_scaling {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(parse_rope_scaling(v, source)?),
@@ -219,10 +225,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_configs() {
-        let e = LlamaConfig::from_hf_json(&SMOL.replace("\"llama\"", "\"gpt2\""), "m/config.json").unwrap_err();
+        let e =
+            LlamaConfig::from_hf_json(&SMOL.replace("\"llama\"", "\"gpt2\""), "m/config.json").unwrap_err();
         assert!(e.to_string().contains("model_type 'gpt2'"), "{e}");
-        let e = LlamaConfig::from_hf_json(&SMOL.replace("\"num_key_value_heads\":3", "\"num_key_value_heads\":4"), "c")
-            .unwrap_err();
+        let e = LlamaConfig::from_hf_json(
+            &SMOL.replace("\"num_key_value_heads\":3", "\"num_key_value_heads\":4"),
+            "c",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("multiple of num_key_value_heads"), "{e}");
         assert!(LlamaConfig::from_hf_json("{", "c").is_err());
     }

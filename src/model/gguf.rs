@@ -115,7 +115,8 @@ impl<'a> Cursor<'a> {
         Error::format(self.path, format!("{what} at byte {}", self.pos))
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| self.err("truncated"))?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| self.err("truncated"))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -235,15 +236,17 @@ impl GgufFile {
         for (name, dims, type_id, rel) in tensors {
             let mut count: u64 = 1;
             for &d in &dims {
-                count = count
-                    .checked_mul(d)
-                    .filter(|_| d > 0)
-                    .ok_or_else(|| Error::format(path, format!("tensor '{name}' has bad dimensions {dims:?}")))?;
+                count = count.checked_mul(d).filter(|_| d > 0).ok_or_else(|| {
+                    Error::format(path, format!("tensor '{name}' has bad dimensions {dims:?}"))
+                })?;
             }
             let len = match DType::from_ggml_id(type_id) {
                 Some(dt) => {
                     if count % dt.block_len() as u64 != 0 || dims[0] % dt.block_len() as u64 != 0 {
-                        return Err(Error::format(path, format!("tensor '{name}' is not a whole number of blocks")));
+                        return Err(Error::format(
+                            path,
+                            format!("tensor '{name}' is not a whole number of blocks"),
+                        ));
                     }
                     count / dt.block_len() as u64 * dt.block_bytes() as u64
                 }
@@ -253,10 +256,18 @@ impl GgufFile {
                 .checked_add(rel)
                 .filter(|o| o.checked_add(len).is_some_and(|e| e <= b.len() as u64))
                 .ok_or_else(|| {
-                    Error::format(path, format!("tensor '{name}' data (offset {rel}, {len} bytes) lies past the end of the file"))
+                    Error::format(
+                        path,
+                        format!(
+                            "tensor '{name}' data (offset {rel}, {len} bytes) lies past the end of the file"
+                        ),
+                    )
                 })?;
             if rel % align != 0 {
-                return Err(Error::format(path, format!("tensor '{name}' offset {rel} is not aligned to {align}")));
+                return Err(Error::format(
+                    path,
+                    format!("tensor '{name}' offset {rel} is not aligned to {align}"),
+                ));
             }
             infos.push(TensorInfo { name, dims, type_id, offset: offset as usize, len: len as usize });
         }
@@ -297,11 +308,18 @@ impl GgufFile {
         let dt = DType::from_ggml_id(t.type_id).ok_or_else(|| {
             Error::unsupported(
                 format!("{}: tensor '{name}'", self.path.display()),
-                format!("ggml type {} ({}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K", DType::ggml_name(t.type_id), t.type_id),
+                format!(
+                    "ggml type {} ({}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K",
+                    DType::ggml_name(t.type_id),
+                    t.type_id
+                ),
             )
         })?;
         if t.dims.len() > 2 {
-            return Err(Error::format(&self.path, format!("tensor '{name}' has {} dimensions, expected 1 or 2", t.dims.len())));
+            return Err(Error::format(
+                &self.path,
+                format!("tensor '{name}' has {} dimensions, expected 1 or 2", t.dims.len()),
+            ));
         }
         let cols = t.dims[0] as usize;
         let rows = t.dims.get(1).copied().unwrap_or(1) as usize;
@@ -450,18 +468,26 @@ mod tests {
         let good = sample();
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("magic", b"GGUX".iter().chain(&good[4..]).copied().collect(), "bad magic"),
-            ("truncated", good[..good.len() - 8].to_vec(), "past the end"),
+            ("truncated", good[..good.len() - 20].to_vec(), "past the end"),
             ("header-cut", good[..30].to_vec(), "truncated"),
-            ("version", {
-                let mut b = good.clone();
-                b[4] = 9;
-                b
-            }, "version 9"),
-            ("huge-count", {
-                let mut b = good.clone();
-                b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-                b
-            }, "exceed the limits"),
+            (
+                "version",
+                {
+                    let mut b = good.clone();
+                    b[4] = 9;
+                    b
+                },
+                "version 9",
+            ),
+            (
+                "huge-count",
+                {
+                    let mut b = good.clone();
+                    b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+                    b
+                },
+                "exceed the limits",
+            ),
         ];
         for (name, bytes, want) in cases {
             let p = write(dir.path(), name, &bytes);

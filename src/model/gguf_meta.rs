@@ -54,12 +54,14 @@ impl GgufMetadata for GgufFile {
         let Some(v) = self.get(key) else { return Ok(None) };
         let arr = v.as_array().ok_or_else(|| wrong(self, key, "an array"))?;
         arr.iter()
-            .map(|x| match x {
-                Value::I64(i) => i32::try_from(*i).ok(),
-                Value::U64(u) => i32::try_from(*u).ok(),
-                _ => None,
-            }
-            .ok_or_else(|| wrong(self, key, "an array of 32-bit integers")))
+            .map(|x| {
+                match x {
+                    Value::I64(i) => i32::try_from(*i).ok(),
+                    Value::U64(u) => i32::try_from(*u).ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| wrong(self, key, "an array of 32-bit integers"))
+            })
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }

@@ -134,7 +134,10 @@ impl SafetensorsSet {
             [n] => (1, *n),
             [r, c] => (*r, *c),
             other => {
-                return Err(Error::format(path, format!("tensor '{name}' has shape {other:?}, expected 1 or 2 dimensions")))
+                return Err(Error::format(
+                    path,
+                    format!("tensor '{name}' has shape {other:?}, expected 1 or 2 dimensions"),
+                ))
             }
         };
         let storage = Storage::mapped(Arc::clone(map), e.offset, e.len);
@@ -156,7 +159,9 @@ mod tests {
     fn write_st(path: &Path, tensors: &[(&str, StDtype, Vec<usize>, Vec<u8>)]) {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()
-            .map(|(n, d, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+            .map(|(n, d, s, b)| {
+                (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())
+            })
             .collect();
         safetensors::serialize_to_file(views, None, path).unwrap();
     }

@@ -6,7 +6,7 @@
 //! one decode token), KV cache and set of weighted adapters. All token rows go through each
 //! matrix product together; attention and LoRA are applied per sequence.
 
-use crate::backend::cpu::pool::split_range;
+use crate::backend::cpu::pool::chunking;
 use crate::backend::cpu::{matmul, matmul_many, Kernels, MatJob, ThreadPool, Workspace};
 use crate::error::{Error, Result};
 use crate::kv::KvCache;
@@ -111,7 +111,8 @@ struct Buffers {
 impl Compute {
     /// Compute state with `threads` threads (0 = all available cores).
     pub fn new(threads: usize) -> Compute {
-        let pool = if threads == 0 { ThreadPool::with_available_parallelism() } else { ThreadPool::new(threads) };
+        let pool =
+            if threads == 0 { ThreadPool::with_available_parallelism() } else { ThreadPool::new(threads) };
         let scores = (0..pool.n_threads()).map(|_| parking_lot::Mutex::new(Vec::new())).collect();
         Compute {
             pool,
@@ -157,7 +158,13 @@ impl AttOut {
 
 impl LlamaModel {
     /// Assemble a model from its parts (loaders validate shapes first).
-    pub fn new(config: LlamaConfig, embed: QMatrix, layers: Vec<Layer>, norm: Vec<f32>, lm_head: QMatrix) -> Self {
+    pub fn new(
+        config: LlamaConfig,
+        embed: QMatrix,
+        layers: Vec<Layer>,
+        norm: Vec<f32>,
+        lm_head: QMatrix,
+    ) -> Self {
         let inv_freq = rope::inv_freq(&config);
         LlamaModel { config, embed, layers, norm, lm_head, inv_freq }
     }
@@ -169,7 +176,10 @@ impl LlamaModel {
             n += self.lm_head.bytes_len();
         }
         for l in &self.layers {
-            n += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.bytes_len()).sum::<usize>();
+            n += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                .iter()
+                .map(|m| m.bytes_len())
+                .sum::<usize>();
             n += (l.attn_norm.len() + l.ffn_norm.len()) * 4;
         }
         n
@@ -186,7 +196,10 @@ impl LlamaModel {
                 return Err(Error::invalid("tokens", "a sequence in the batch has no tokens"));
             }
             if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-                return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary of {}", cfg.vocab_size)));
+                return Err(Error::invalid(
+                    "tokens",
+                    format!("token id {bad} is outside the vocabulary of {}", cfg.vocab_size),
+                ));
             }
             if s.kv.kv_dim() != kvd {
                 return Err(Error::invalid("kv", "KV cache was made for another model"));
@@ -205,7 +218,12 @@ impl LlamaModel {
         grow(&mut buf.cos, n * half);
         grow(&mut buf.sin, n * half);
         for (t, &p) in buf.pos.iter().enumerate() {
-            rope::angles(&self.inv_freq, p, &mut buf.cos[t * half..(t + 1) * half], &mut buf.sin[t * half..(t + 1) * half]);
+            rope::angles(
+                &self.inv_freq,
+                p,
+                &mut buf.cos[t * half..(t + 1) * half],
+                &mut buf.sin[t * half..(t + 1) * half],
+            );
         }
         // Embeddings.
         let h = grow(&mut buf.h, n * hidden);
@@ -226,8 +244,11 @@ impl LlamaModel {
             rms_norm(&buf.h[..n * hidden], &layer.attn_norm, cfg.rms_norm_eps, &mut buf.x[..n * hidden]);
             {
                 let (q, kk, v) = (&mut buf.q[..n * qd], &mut buf.k[..n * kvd], &mut buf.v[..n * kvd]);
-                let mut jobs =
-                    [MatJob { w: &layer.wq, y: q }, MatJob { w: &layer.wk, y: kk }, MatJob { w: &layer.wv, y: v }];
+                let mut jobs = [
+                    MatJob { w: &layer.wq, y: q },
+                    MatJob { w: &layer.wk, y: kk },
+                    MatJob { w: &layer.wv, y: v },
+                ];
                 matmul_many(pool, &k, &buf.x[..n * hidden], n, &mut jobs, ws);
             }
             if let Some([bq, bk, bv]) = &layer.bias {
@@ -302,18 +323,35 @@ impl LlamaModel {
 
     /// Apply every sequence's adapters for the modules of `target` in layer `li`, adding
     /// into the projection outputs held in `buf`.
-    fn lora(&self, pool: &ThreadPool, k: &Kernels, seqs: &[SeqBatch<'_>], li: usize, buf: &mut Buffers, target: Target) {
+    fn lora(
+        &self,
+        pool: &ThreadPool,
+        k: &Kernels,
+        seqs: &[SeqBatch<'_>],
+        li: usize,
+        buf: &mut Buffers,
+        target: Target,
+    ) {
         if seqs.iter().all(|s| s.adapters.is_empty()) {
             return;
         }
         let cfg = &self.config;
         let (hidden, qd, kvd, ffn) = (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim(), cfg.intermediate_size);
         let Buffers { x, q, k: kb, v, att, o, g, u, lora_tmp, .. } = buf;
-        // (input rows, input width, [(module, output rows, output width)]).
-        let (input, in_width, mut outs): (&[f32], usize, Vec<(Module, &mut [f32], usize)>) = match target {
-            Target::Qkv => (x, hidden, vec![(Module::Q, &mut q[..], qd), (Module::K, &mut kb[..], kvd), (Module::V, &mut v[..], kvd)]),
+        let (input, in_width, mut outs): LoraIo<'_> = match target {
+            Target::Qkv => (
+                x,
+                hidden,
+                vec![
+                    (Module::Q, &mut q[..], qd),
+                    (Module::K, &mut kb[..], kvd),
+                    (Module::V, &mut v[..], kvd),
+                ],
+            ),
             Target::O => (att, qd, vec![(Module::O, &mut o[..], hidden)]),
-            Target::GateUp => (x, hidden, vec![(Module::Gate, &mut g[..], ffn), (Module::Up, &mut u[..], ffn)]),
+            Target::GateUp => {
+                (x, hidden, vec![(Module::Gate, &mut g[..], ffn), (Module::Up, &mut u[..], ffn)])
+            }
             Target::Down => (g, ffn, vec![(Module::Down, &mut o[..], hidden)]),
         };
         let mut row = 0;
@@ -356,10 +394,10 @@ impl LlamaModel {
         }
         let items = rows.len() * nh;
         let out = AttOut(att.as_mut_ptr());
-        let nt = pool.n_threads();
-        pool.run(&|ti| {
-            let mut sc = scores[ti].lock();
-            for item in split_range(items, ti, nt, 1) {
+        let (n_chunks, per) = chunking(items, pool.n_threads(), 1, 1);
+        pool.run(n_chunks, &|chunk, thread| {
+            let mut sc = scores[thread].lock();
+            for item in chunk * per..((chunk + 1) * per).min(items) {
                 let (t, head) = (item / nh, item % nh);
                 let (si, pos) = rows[t];
                 let kv = &*seqs[si].kv;
@@ -396,6 +434,10 @@ impl LlamaModel {
         });
     }
 }
+
+/// Inputs and outputs of one LoRA step: (input rows, input width, [(module, output rows,
+/// output width)]).
+type LoraIo<'a> = (&'a [f32], usize, Vec<(Module, &'a mut [f32], usize)>);
 
 #[derive(Clone, Copy)]
 enum Target {

@@ -43,7 +43,10 @@ pub struct LoadedModel {
 pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     if let Some(q) = opts.quant {
         if !matches!(q, DType::Q8_0 | DType::Q4_0) {
-            return Err(Error::invalid("quant", format!("{q:?}: load-time quantization supports q8_0 and q4_0")));
+            return Err(Error::invalid(
+                "quant",
+                format!("{q:?}: load-time quantization supports q8_0 and q4_0"),
+            ));
         }
     }
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -57,10 +60,13 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     }
 }
 
+/// Looks a tensor up by name in one file format.
+type TensorGetter<'a> = Box<dyn Fn(&str) -> Result<Option<QMatrix>> + 'a>;
+
 /// Fetches named tensors and checks their shapes.
 struct Walker<'a> {
     source: String,
-    get: Box<dyn Fn(&str) -> Result<Option<QMatrix>> + 'a>,
+    get: TensorGetter<'a>,
     quant: Option<DType>,
 }
 
@@ -175,10 +181,15 @@ fn unpermute(n_head: usize, head_dim: usize) -> Vec<usize> {
 }
 
 fn build(cfg: LlamaConfig, w: &Walker<'_>, names: &Names, gguf_permuted: bool) -> Result<LlamaModel> {
-    let (h, qd, kvd, ffn, vocab) = (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim(), cfg.intermediate_size, cfg.vocab_size);
+    let (h, qd, kvd, ffn, vocab) =
+        (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim(), cfg.intermediate_size, cfg.vocab_size);
     // The embedding stays in its stored type unless it doubles as the output projection.
     let embed_walker = Walker { source: w.source.clone(), get: Box::new(|n| (w.get)(n)), quant: None };
-    let embed = if cfg.tie_word_embeddings { w.matrix(names.embed, vocab, h)? } else { embed_walker.matrix(names.embed, vocab, h)? };
+    let embed = if cfg.tie_word_embeddings {
+        w.matrix(names.embed, vocab, h)?
+    } else {
+        embed_walker.matrix(names.embed, vocab, h)?
+    };
     let lm_head = match w.optional(names.lm_head, vocab, h)? {
         Some(m) if !cfg.tie_word_embeddings => m,
         _ => embed.clone(),
@@ -223,17 +234,21 @@ fn load_hf(dir: &Path, opts: &LoadOptions) -> Result<LlamaModel> {
         // Some exports drop lm_head when it equals the embedding.
         cfg.tie_word_embeddings = true;
     }
-    let walker = Walker { source: dir.display().to_string(), get: Box::new(|n| set.matrix(n)), quant: opts.quant };
+    let walker =
+        Walker { source: dir.display().to_string(), get: Box::new(|n| set.matrix(n)), quant: opts.quant };
     build(cfg, &walker, &HF_NAMES, false)
 }
 
 fn gguf_config(g: &GgufFile) -> Result<LlamaConfig> {
     let src = g.path().display().to_string();
-    let arch_name = g.architecture().ok_or_else(|| Error::format(g.path(), "general.architecture is missing"))?;
+    let arch_name =
+        g.architecture().ok_or_else(|| Error::format(g.path(), "general.architecture is missing"))?;
     let arch = match arch_name {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
-        other => return Err(Error::unsupported(&src, format!("architecture '{other}' (supported: llama, qwen2)"))),
+        other => {
+            return Err(Error::unsupported(&src, format!("architecture '{other}' (supported: llama, qwen2)")))
+        }
     };
     let key = |k: &str| format!("{arch_name}.{k}");
     let u = |k: &str| g.req_u64(&key(k)).map(|v| v as usize);
@@ -247,7 +262,11 @@ fn gguf_config(g: &GgufFile) -> Result<LlamaConfig> {
             _ => return Err(Error::format(g.path(), "cannot tell the vocabulary size")),
         },
     };
-    let head_dim = g.get(&key("attention.key_length")).and_then(Value::as_u64).map(|v| v as usize).unwrap_or(hidden / heads.max(1));
+    let head_dim = g
+        .get(&key("attention.key_length"))
+        .and_then(Value::as_u64)
+        .map(|v| v as usize)
+        .unwrap_or(hidden / heads.max(1));
     let rope_scaling = match g.get(&key("rope.scaling.type")).and_then(Value::as_str) {
         Some("linear") => Some(RopeScaling::Linear { factor: f("rope.scaling.factor").unwrap_or(1.0) }),
         Some("none") | None => None,
@@ -263,7 +282,11 @@ fn gguf_config(g: &GgufFile) -> Result<LlamaConfig> {
         intermediate_size: u("feed_forward_length")?,
         num_layers: u("block_count")?,
         num_heads: heads,
-        num_kv_heads: g.get(&key("attention.head_count_kv")).and_then(Value::as_u64).map(|v| v as usize).unwrap_or(heads),
+        num_kv_heads: g
+            .get(&key("attention.head_count_kv"))
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .unwrap_or(heads),
         head_dim,
         vocab_size: vocab,
         max_position_embeddings: u("context_length").unwrap_or(2048),
@@ -280,7 +303,8 @@ fn gguf_config(g: &GgufFile) -> Result<LlamaConfig> {
 fn load_gguf(g: &GgufFile, opts: &LoadOptions) -> Result<LlamaModel> {
     let cfg = gguf_config(g)?;
     let permuted = cfg.arch == Arch::Llama;
-    let walker = Walker { source: g.path().display().to_string(), get: Box::new(|n| g.matrix(n)), quant: opts.quant };
+    let walker =
+        Walker { source: g.path().display().to_string(), get: Box::new(|n| g.matrix(n)), quant: opts.quant };
     build(cfg, &walker, &GGUF_NAMES, permuted)
 }
 

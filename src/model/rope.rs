@@ -6,13 +6,17 @@ use super::config::{LlamaConfig, RopeScaling};
 /// Inverse frequencies `θ^(−2i/d)` for `i < d/2`, after scaling.
 pub(crate) fn inv_freq(cfg: &LlamaConfig) -> Vec<f32> {
     let d = cfg.head_dim;
-    let base: Vec<f32> =
-        (0..d / 2).map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f32 / d as f32)).collect();
+    let base: Vec<f32> = (0..d / 2).map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f32 / d as f32)).collect();
     match &cfg.rope_scaling {
         None => base,
         Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
         Some(RopeScaling::Factors(fs)) => base.iter().zip(fs).map(|(f, s)| f / s).collect(),
-        Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => {
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        }) => {
             let low_wavelen = original_max_position_embeddings / low_freq_factor;
             let high_wavelen = original_max_position_embeddings / high_freq_factor;
             base.iter()
@@ -99,8 +103,9 @@ mod tests {
             factor: 8.0,
             low_freq_factor: 1.0,
             high_freq_factor: 4.0,
-            original_max_position_embeddings: 8.0,
+            original_max_position_embeddings: 64.0,
         };
+        // Wavelengths: 2π for i = 0 (below 64/4: kept), 2π·10⁴·⁷⁵ for i = 3 (above 64: divided).
         let (a, b) = (inv_freq(&cfg(None)), inv_freq(&cfg(Some(s))));
         assert_eq!(a[0], b[0]);
         assert!((b[3] - a[3] / 8.0).abs() < 1e-9);

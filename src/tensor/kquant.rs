@@ -19,10 +19,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
     if j < 4 {
         ((q[j] & 63) as f32, (q[j + 4] & 63) as f32)
     } else {
-        (
-            ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4)) as f32,
-            ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32,
-        )
+        (((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4)) as f32, ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32)
     }
 }
 
@@ -132,8 +129,8 @@ mod tests {
         b[128] = 0x03; // value 0: high 2 bits 3 -> q = 63 - 32 = 31
         let mut y = [0.0; QK_K];
         dequantize_q6k(&b, &mut y);
-        assert_eq!(y[0], 2.0 * -1.0 * 31.0);
-        assert_eq!(y[1], 2.0 * -1.0 * -32.0);
+        assert_eq!(y[0], -2.0 * 31.0);
+        assert_eq!(y[1], -2.0 * -32.0);
     }
 
     #[test]

@@ -33,7 +33,10 @@ impl QMatrix {
         if storage.len() != want {
             return Err(Error::unsupported(
                 name,
-                format!("{} bytes of data for a {rows}x{cols} {dtype:?} matrix, which needs {want}", storage.len()),
+                format!(
+                    "{} bytes of data for a {rows}x{cols} {dtype:?} matrix, which needs {want}",
+                    storage.len()
+                ),
             ));
         }
         let align = match dtype {
@@ -161,7 +164,10 @@ impl QMatrix {
     /// Re-encode an f32/f16/bf16 matrix as `Q8_0` or `Q4_0` (load-time quantization).
     pub fn quantize(&self, to: DType) -> Result<QMatrix> {
         if self.dtype.is_quantized() {
-            return Err(Error::unsupported(format!("{:?} matrix", self.dtype), "re-quantizing quantized weights"));
+            return Err(Error::unsupported(
+                format!("{:?} matrix", self.dtype),
+                "re-quantizing quantized weights",
+            ));
         }
         let mut bytes = Vec::with_capacity(to.row_bytes(self.cols)? * self.rows);
         let mut row = vec![0.0f32; self.cols];
@@ -170,7 +176,9 @@ impl QMatrix {
             match to {
                 DType::Q8_0 => super::quant::quantize_row_q8_0(&row, &mut bytes),
                 DType::Q4_0 => super::quant::quantize_row_q4_0(&row, &mut bytes),
-                other => return Err(Error::unsupported(format!("{other:?}"), "load-time quantization target")),
+                other => {
+                    return Err(Error::unsupported(format!("{other:?}"), "load-time quantization target"))
+                }
             }
         }
         QMatrix::new(to, self.rows, self.cols, Storage::from_bytes(&bytes), "quantized")

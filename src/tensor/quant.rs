@@ -194,9 +194,11 @@ mod tests {
         quantize_row_q4_0(&x, &mut b);
         let mut y = vec![0.0; 32];
         dequantize_row(DType::Q4_0, &b, &mut y);
+        // ggml maps the extreme value to -8, so the far end of the range (+7d) can be off by
+        // up to one step d = amax / 8; everything else by half a step.
         let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (a, c) in x.iter().zip(&y) {
-            assert!((a - c).abs() <= amax / 8.0 * 0.51 + 1e-3, "{a} vs {c}");
+            assert!((a - c).abs() <= amax / 8.0 + 1e-3, "{a} vs {c}");
         }
     }
 

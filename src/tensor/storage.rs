@@ -70,7 +70,8 @@ impl Storage {
                 // SAFETY: `ChunkBuf` is a plain `repr(C)` array of 64 bytes with no padding, so
                 // the vector's memory is `chunks.len() * 64` initialized bytes; `len` never
                 // exceeds that (set in `from_bytes`).
-                let all = unsafe { std::slice::from_raw_parts(chunks.as_ptr() as *const u8, chunks.len() * 64) };
+                let all =
+                    unsafe { std::slice::from_raw_parts(chunks.as_ptr() as *const u8, chunks.len() * 64) };
                 &all[..*len]
             }
         }

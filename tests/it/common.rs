@@ -25,7 +25,8 @@ pub fn reference_logits() -> HashMap<String, (Vec<usize>, Vec<f32>)> {
     st.tensors()
         .into_iter()
         .map(|(name, v)| {
-            let vals = v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let vals =
+                v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             (name, (v.shape().to_vec(), vals))
         })
         .collect()
@@ -38,7 +39,8 @@ pub fn prompts(j: &serde_json::Value) -> Vec<(String, Vec<u32>)> {
         .expect("prompts")
         .iter()
         .map(|p| {
-            let ids = p["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
+            let ids =
+                p["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
             (p["name"].as_str().expect("name").to_string(), ids)
         })
         .collect()
@@ -46,12 +48,15 @@ pub fn prompts(j: &serde_json::Value) -> Vec<(String, Vec<u32>)> {
 
 /// Load a model with default options.
 pub fn model(path: &Path) -> LlamaModel {
-    load_model(path, &LoadOptions::default()).unwrap_or_else(|e| panic!("loading {}: {e}", path.display())).model
+    load_model(path, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+        .model
 }
 
 /// Load a fixture adapter by directory name.
 pub fn adapter(m: &LlamaModel, name: &str) -> LoraAdapter {
-    load_peft(&tiny().join("adapters").join(name), &m.config).unwrap_or_else(|e| panic!("adapter {name}: {e}"))
+    load_peft(&tiny().join("adapters").join(name), &m.config)
+        .unwrap_or_else(|e| panic!("adapter {name}: {e}"))
 }
 
 /// All-position logits of `ids` in one forward pass.
@@ -62,7 +67,13 @@ pub fn logits(m: &LlamaModel, c: &mut Compute, ids: &[u32], adapters: &[(&LoraAd
 }
 
 /// Greedy ids: prefill `ids` then decode `n` tokens through the KV cache.
-pub fn greedy(m: &LlamaModel, c: &mut Compute, ids: &[u32], adapters: &[(&LoraAdapter, f32)], n: usize) -> Vec<u32> {
+pub fn greedy(
+    m: &LlamaModel,
+    c: &mut Compute,
+    ids: &[u32],
+    adapters: &[(&LoraAdapter, f32)],
+    n: usize,
+) -> Vec<u32> {
     let mut kv = loradock::kv::KvCache::new(&m.config, 64);
     let mut seqs = [SeqBatch { tokens: ids, kv: &mut kv, adapters, logits: LogitsMode::Last }];
     let mut last = m.forward(c, &mut seqs).expect("prefill").pop().expect("one");
@@ -70,7 +81,12 @@ pub fn greedy(m: &LlamaModel, c: &mut Compute, ids: &[u32], adapters: &[(&LoraAd
     for _ in 0..n {
         let tok = argmax(&last);
         out.push(tok);
-        let mut seqs = [SeqBatch { tokens: std::slice::from_ref(&tok), kv: &mut kv, adapters, logits: LogitsMode::Last }];
+        let mut seqs = [SeqBatch {
+            tokens: std::slice::from_ref(&tok),
+            kv: &mut kv,
+            adapters,
+            logits: LogitsMode::Last,
+        }];
         last = m.forward(c, &mut seqs).expect("decode").pop().expect("one");
     }
     out
@@ -100,7 +116,11 @@ impl TempDir {
     /// A fresh directory named after `tag`.
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("loradock-it-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let p = std::env::temp_dir().join(format!(
+            "loradock-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)

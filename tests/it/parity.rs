@@ -15,7 +15,9 @@ fn case_adapters(case: &serde_json::Value) -> Vec<(String, f32)> {
         .as_array()
         .expect("adapters")
         .iter()
-        .map(|a| (a["name"].as_str().expect("name").to_string(), a["weight"].as_f64().expect("weight") as f32))
+        .map(|a| {
+            (a["name"].as_str().expect("name").to_string(), a["weight"].as_f64().expect("weight") as f32)
+        })
         .collect()
 }
 
@@ -102,7 +104,8 @@ fn a_wrong_rope_theta_is_caught() {
     let refs = reference_logits();
     let dir = copy_dir(&tiny().join("model"), "rope");
     let cfg_path = dir.0.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let theta = cfg["rope_theta"].as_f64().expect("rope_theta");
     cfg["rope_theta"] = serde_json::json!(10000.0);
     assert_ne!(theta, 10000.0, "the fixture must use a non-default theta");

@@ -3,7 +3,7 @@
 //! up) run as one job so the input is quantized once and the pool is woken once.
 
 use super::kernels::Kernels;
-use super::pool::{split_range, ThreadPool};
+use super::pool::{chunking, ThreadPool};
 use crate::tensor::kquant::{dequantize_q4k, dequantize_q5k, dequantize_q6k, QK_K};
 use crate::tensor::quant::{quantize_q8_blocks, BlockQ8, QK};
 use crate::tensor::{DType, QMatrix};
@@ -34,12 +34,27 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// `y = x · wᵀ` for one matrix (`x` is `[n, w.cols()]`, `y` is `[n, w.rows()]`).
-pub fn matmul(pool: &ThreadPool, k: &Kernels, x: &[f32], n: usize, w: &QMatrix, y: &mut [f32], ws: &mut Workspace) {
+pub fn matmul(
+    pool: &ThreadPool,
+    k: &Kernels,
+    x: &[f32],
+    n: usize,
+    w: &QMatrix,
+    y: &mut [f32],
+    ws: &mut Workspace,
+) {
     matmul_many(pool, k, x, n, &mut [MatJob { w, y }], ws);
 }
 
 /// Several products that share the input `x` (`[n, cols]`), in one pass of the pool.
-pub fn matmul_many(pool: &ThreadPool, k: &Kernels, x: &[f32], n: usize, jobs: &mut [MatJob<'_>], ws: &mut Workspace) {
+pub fn matmul_many(
+    pool: &ThreadPool,
+    k: &Kernels,
+    x: &[f32],
+    n: usize,
+    jobs: &mut [MatJob<'_>],
+    ws: &mut Workspace,
+) {
     let Some(first) = jobs.first() else { return };
     let cols = first.w.cols();
     assert_eq!(x.len(), n * cols, "matmul: input is not [n, cols]");
@@ -56,9 +71,9 @@ pub fn matmul_many(pool: &ThreadPool, k: &Kernels, x: &[f32], n: usize, jobs: &m
     let xq: &[BlockQ8] = &ws.q8;
     let total: usize = jobs.iter().map(|j| j.w.rows()).sum();
     let outs: Vec<(OutPtr, &QMatrix)> = jobs.iter_mut().map(|j| (OutPtr(j.y.as_mut_ptr()), j.w)).collect();
-    let nt = pool.n_threads();
-    pool.run(&|t| {
-        let range = split_range(total, t, nt, 4);
+    let (n_chunks, per) = chunking(total, pool.n_threads(), 16, 4);
+    pool.run(n_chunks, &|chunk, _| {
+        let range = chunk * per..((chunk + 1) * per).min(total);
         let mut base = 0;
         for &(out, w) in &outs {
             let rows = w.rows();
@@ -91,7 +106,8 @@ fn rows_product(
     };
     match w.dtype() {
         DType::F32 => {
-            let wf = crate::tensor::storage::cast_slice::<f32>(w.bytes()).expect("f32 matrices are aligned at load");
+            let wf = crate::tensor::storage::cast_slice::<f32>(w.bytes())
+                .expect("f32 matrices are aligned at load");
             for r in rows {
                 let wr = &wf[r * cols..(r + 1) * cols];
                 for t in 0..n {
@@ -234,7 +250,14 @@ mod tests {
         let b = QMatrix::from_f32(9, cols, &vals(9 * cols, 7));
         let mut ws = Workspace::default();
         let (mut ya, mut yb) = (vec![0.0; n * 5], vec![0.0; n * 9]);
-        matmul_many(&pool, &k, &x, n, &mut [MatJob { w: &a, y: &mut ya }, MatJob { w: &b, y: &mut yb }], &mut ws);
+        matmul_many(
+            &pool,
+            &k,
+            &x,
+            n,
+            &mut [MatJob { w: &a, y: &mut ya }, MatJob { w: &b, y: &mut yb }],
+            &mut ws,
+        );
         let (mut ya2, mut yb2) = (vec![0.0; n * 5], vec![0.0; n * 9]);
         matmul(&pool, &k, &x, n, &a, &mut ya2, &mut ws);
         matmul(&pool, &k, &x, n, &b, &mut yb2, &mut ws);

@@ -2,8 +2,17 @@
 //!
 //! A decode step of a 30-layer model dispatches a few hundred small jobs; waking threads
 //! through the OS for each would cost more than the work. Workers therefore spin briefly on
-//! an epoch counter after each job (staying hot between the ops of one step), then park on a
-//! condition variable when idle. The calling thread takes part as worker 0.
+//! an epoch counter after each job (staying hot between the ops of one step), then park when
+//! idle. The calling thread takes part too.
+//!
+//! Work is split into chunks that threads claim from a shared counter, and a job is complete
+//! when all its chunks are done, not when every worker has checked in. A worker that the OS
+//! has descheduled (another process on its core) therefore delays a job by at most the one
+//! chunk it holds, never by a whole time slice: whoever is running does the rest.
+//!
+//! The claim counter packs the job's sequence number (high 32 bits) with the next chunk index
+//! (low 32 bits), so a late worker can never take a chunk of a job that has ended, and never
+//! dereferences the job's closure unless it holds a chunk the caller is still waiting for.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,20 +23,26 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 /// Spin iterations before a waiting thread starts yielding.
-const SPIN_ITERS: u32 = 1 << 14;
+const SPIN_ITERS: u32 = 1 << 12;
 /// Yields before an idle worker parks.
-const YIELD_ITERS: u32 = 64;
+const YIELD_ITERS: u32 = 256;
+const IDX_MASK: u64 = 0xffff_ffff;
 
-/// The job currently published to workers: a thin pointer to this struct travels through an
-/// `AtomicPtr`.
+/// The job currently published: a thin pointer to this struct travels through an `AtomicPtr`.
 struct JobRef<'a> {
-    f: &'a (dyn Fn(usize) + Sync),
+    f: &'a (dyn Fn(usize, usize) + Sync),
 }
 
 struct Shared {
+    /// Bumped for every job; idle workers watch it.
     epoch: AtomicU64,
+    /// `(sequence << 32) | next chunk index`.
+    claim: AtomicU64,
+    /// Sequence number of the job described by `job` and `n_chunks`.
+    job_seq: AtomicU64,
     job: AtomicPtr<JobRef<'static>>,
-    remaining: AtomicUsize,
+    n_chunks: AtomicUsize,
+    done: AtomicUsize,
     panicked: AtomicBool,
     shutdown: AtomicBool,
     sleepers: AtomicUsize,
@@ -43,7 +58,7 @@ pub struct ThreadPool {
     n_threads: usize,
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    run_lock: Mutex<()>,
+    run_lock: Mutex<u64>,
 }
 
 thread_local! {
@@ -56,8 +71,11 @@ impl ThreadPool {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
+            claim: AtomicU64::new(0),
+            job_seq: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
-            remaining: AtomicUsize::new(0),
+            n_chunks: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -73,7 +91,7 @@ impl ThreadPool {
                     .expect("spawning a CPU worker thread failed (out of threads?)")
             })
             .collect();
-        ThreadPool { n_threads, shared, workers, run_lock: Mutex::new(()) }
+        ThreadPool { n_threads, shared, workers, run_lock: Mutex::new(0) }
     }
 
     /// A pool sized to the machine's available parallelism.
@@ -81,40 +99,50 @@ impl ThreadPool {
         ThreadPool::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
-    /// Number of threads that run each job.
+    /// Number of threads that take part in each job.
     pub fn n_threads(&self) -> usize {
         self.n_threads
     }
 
-    /// Run `f(thread_index)` on every thread of the pool (indices `0..n_threads`) and return
-    /// when all have finished. A panic inside `f` is re-raised here after all threads are done.
-    /// Called from inside a job, `f` runs inline for every index (no nested parallelism).
-    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.n_threads == 1 || IN_POOL_JOB.with(|c| c.get()) {
-            for i in 0..self.n_threads {
-                f(i);
+    /// Run `f(chunk, thread)` for every `chunk` in `0..n_chunks`, each exactly once, on
+    /// whichever threads are running; `thread` (in `0..n_threads`, 0 = the caller) identifies
+    /// the executing thread, for per-thread scratch space. Returns when all chunks are done.
+    /// A panic inside `f` is re-raised here afterwards. Called from inside a job, everything
+    /// runs inline on the calling thread.
+    pub fn run(&self, n_chunks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        if n_chunks == 0 {
+            return;
+        }
+        if self.n_threads == 1 || n_chunks == 1 || IN_POOL_JOB.with(|c| c.get()) {
+            for i in 0..n_chunks {
+                f(i, 0);
             }
             return;
         }
-        let _serial = self.run_lock.lock();
+        assert!(n_chunks < IDX_MASK as usize, "too many chunks");
+        let mut seq = self.run_lock.lock();
+        *seq = (*seq + 1) & IDX_MASK;
         let s = &*self.shared;
         let job = JobRef { f };
-        s.remaining.store(self.n_threads - 1, Ordering::Relaxed);
-        s.panicked.store(false, Ordering::Relaxed);
-        // SAFETY: the pointer is only dereferenced by workers between the epoch bump below and
-        // their decrement of `remaining`; this function does not return (and so `job` and `f`
-        // stay alive) until `remaining` is zero. The 'static is a lifetime erasure only.
+        // SAFETY: workers dereference this pointer only while holding a claimed chunk of this
+        // job (see `claim_and_run`), and this function does not return, so `job` and `f` stay
+        // alive, until every chunk is done. The 'static is a lifetime erasure only.
         s.job.store(&job as *const JobRef<'_> as *mut JobRef<'static>, Ordering::Relaxed);
+        s.n_chunks.store(n_chunks, Ordering::Relaxed);
+        s.done.store(0, Ordering::Relaxed);
+        s.panicked.store(false, Ordering::Relaxed);
+        s.job_seq.store(*seq, Ordering::Relaxed);
+        s.claim.store(*seq << 32, Ordering::Release);
         s.epoch.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = s.lock.lock();
             s.cv.notify_all();
         }
         IN_POOL_JOB.with(|c| c.set(true));
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        claim_and_run(s, 0);
         IN_POOL_JOB.with(|c| c.set(false));
         let mut spins = 0u32;
-        while s.remaining.load(Ordering::Acquire) != 0 {
+        while s.done.load(Ordering::Acquire) != n_chunks {
             spins += 1;
             if spins < SPIN_ITERS {
                 std::hint::spin_loop();
@@ -122,13 +150,29 @@ impl ThreadPool {
                 std::thread::yield_now();
             }
         }
-        s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
-        if let Err(p) = mine {
-            std::panic::resume_unwind(p);
-        }
         if s.panicked.load(Ordering::Relaxed) {
-            panic!("a CPU worker thread panicked inside a kernel");
+            panic!("a CPU kernel panicked inside the thread pool");
         }
+    }
+}
+
+/// Claim and run chunks of the current job until none are left.
+fn claim_and_run(s: &Shared, thread: usize) {
+    loop {
+        let c = s.claim.fetch_add(1, Ordering::AcqRel);
+        let (seq, idx) = (c >> 32, (c & IDX_MASK) as usize);
+        // A stale job (its claims ended) or one not yet fully published: nothing to do.
+        if seq != s.job_seq.load(Ordering::Acquire) || idx >= s.n_chunks.load(Ordering::Acquire) {
+            return;
+        }
+        // SAFETY: we hold chunk `idx < n_chunks` of job `seq`, which is the job the pointer
+        // describes (published before the claim counter was reset, Release/AcqRel); the
+        // caller waits for this chunk's `done` increment before the job ends.
+        let job = unsafe { &*s.job.load(Ordering::Acquire) };
+        if catch_unwind(AssertUnwindSafe(|| (job.f)(idx, thread))).is_err() {
+            s.panicked.store(true, Ordering::Relaxed);
+        }
+        s.done.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -161,16 +205,7 @@ fn worker_loop(s: &Shared, idx: usize) {
                 spins = 0;
             }
         }
-        let ptr = s.job.load(Ordering::Relaxed);
-        if !ptr.is_null() {
-            // SAFETY: see `ThreadPool::run`: the job outlives this call because the caller
-            // waits for `remaining` to reach zero, which happens only after the decrement below.
-            let job = unsafe { &*ptr };
-            if catch_unwind(AssertUnwindSafe(|| (job.f)(idx))).is_err() {
-                s.panicked.store(true, Ordering::Relaxed);
-            }
-        }
-        s.remaining.fetch_sub(1, Ordering::Release);
+        claim_and_run(s, idx);
     }
 }
 
@@ -187,12 +222,15 @@ impl Drop for ThreadPool {
     }
 }
 
-/// The half-open range of `0..total` that thread `idx` of `n` handles, in `align`-sized steps.
-pub fn split_range(total: usize, idx: usize, n: usize, align: usize) -> std::ops::Range<usize> {
-    let units = total.div_ceil(align);
-    let start = (units * idx / n * align).min(total);
-    let end = (units * (idx + 1) / n * align).min(total);
-    start..end
+/// Chunk count for `total` work units so that each thread gets several chunks of at least
+/// `min_units` units (multiples of `align`). Returns `(n_chunks, units_per_chunk)`.
+pub fn chunking(total: usize, n_threads: usize, min_units: usize, align: usize) -> (usize, usize) {
+    if total == 0 {
+        return (0, 1);
+    }
+    let target = (total / (n_threads * 8)).max(min_units).max(1);
+    let per = target.div_ceil(align) * align;
+    (total.div_ceil(per), per)
 }
 
 #[cfg(test)]
@@ -200,16 +238,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_index_runs_once_per_job() {
+    fn every_chunk_runs_exactly_once() {
         let pool = ThreadPool::new(3);
-        let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
-        for _ in 0..1000 {
-            pool.run(&|i| {
-                hits[i].fetch_add(1, Ordering::Relaxed);
+        let hits: Vec<AtomicUsize> = (0..37).map(|_| AtomicUsize::new(0)).collect();
+        for _ in 0..500 {
+            pool.run(37, &|c, t| {
+                assert!(t < 3);
+                hits[c].fetch_add(1, Ordering::Relaxed);
             });
         }
         for h in &hits {
-            assert_eq!(h.load(Ordering::Relaxed), 1000);
+            assert_eq!(h.load(Ordering::Relaxed), 500);
         }
     }
 
@@ -217,44 +256,45 @@ mod tests {
     fn parked_workers_wake_up() {
         let pool = ThreadPool::new(2);
         let n = AtomicUsize::new(0);
-        pool.run(&|_| {
+        pool.run(4, &|_, _| {
             n.fetch_add(1, Ordering::Relaxed);
         });
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        pool.run(&|_| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let threads: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
+        pool.run(64, &|_, t| {
             n.fetch_add(1, Ordering::Relaxed);
+            threads[t].fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_micros(200));
         });
-        assert_eq!(n.load(Ordering::Relaxed), 4);
+        assert_eq!(n.load(Ordering::Relaxed), 68);
+        assert!(threads[1].load(Ordering::Relaxed) > 0, "the parked worker never took part");
     }
 
     #[test]
     fn a_panicking_job_is_reported_and_the_pool_survives() {
         let pool = ThreadPool::new(2);
         let r = catch_unwind(AssertUnwindSafe(|| {
-            pool.run(&|i| {
-                if i == 1 {
+            pool.run(8, &|c, _| {
+                if c == 5 {
                     panic!("boom");
                 }
             })
         }));
         assert!(r.is_err());
         let n = AtomicUsize::new(0);
-        pool.run(&|_| {
+        pool.run(8, &|_, _| {
             n.fetch_add(1, Ordering::Relaxed);
         });
-        assert_eq!(n.load(Ordering::Relaxed), 2);
+        assert_eq!(n.load(Ordering::Relaxed), 8);
     }
 
     #[test]
-    fn split_range_covers_everything() {
-        for total in [0, 1, 7, 64, 100] {
-            let mut covered = 0;
-            for i in 0..3 {
-                let r = split_range(total, i, 3, 4);
-                assert_eq!(r.start, covered);
-                covered = r.end;
-            }
-            assert_eq!(covered, total);
+    fn chunking_covers_everything() {
+        for total in [1, 7, 64, 1000, 49152] {
+            let (n, per) = chunking(total, 2, 16, 4);
+            assert!(n * per >= total && (n - 1) * per < total);
+            assert_eq!(per % 4, 0);
         }
+        assert_eq!(chunking(0, 2, 16, 4).0, 0);
     }
 }

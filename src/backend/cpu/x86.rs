@@ -7,16 +7,9 @@ use crate::tensor::quant::BlockQ8;
 
 /// The AVX2 kernels, if this CPU has AVX2, FMA and F16C.
 pub(super) fn kernels() -> Option<Kernels> {
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
-        Some(Kernels {
-            isa: "avx2",
-            dot_f32,
-            dot_f16,
-            dot_bf16,
-            dot_q8_0,
-            dot_q4_0,
-            dot_q4_1,
-        })
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    {
+        Some(Kernels { isa: "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1 })
     } else {
         None
     }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The one test command (README and .ci/run both call it): fetches the default model, checks
+# formatting and lints, and runs every test. Prints the time of each phase.
+#
+#   scripts/test.sh
+#
+# Environment: LORADOCK_CACHE (model cache, default ~/.cache/loradock).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+T0=$(date +%s)
+PHASES=()
+phase() {
+    local name="$1"
+    shift
+    local t=$(date +%s)
+    echo "=== phase: $name"
+    "$@"
+    local dt=$(($(date +%s) - t))
+    PHASES+=("$(printf '%-28s %5ss' "$name" "$dt")")
+    echo "=== phase: $name done in ${dt}s"
+}
+
+fetch_model() {
+    LORADOCK_SMOLLM2="$(scripts/fetch_model.sh | tail -n 1)"
+    export LORADOCK_SMOLLM2
+    echo "model: $LORADOCK_SMOLLM2"
+}
+
+phase "fetch model" fetch_model
+# Real-model tests must run in CI, not skip.
+export LORADOCK_REQUIRE_MODEL=1
+phase "cargo fmt --check" cargo fmt --all -- --check
+phase "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
+run_tests() {
+    # No doctests: the crate has none, and their empty run would close the log on "0 passed".
+    cargo test --quiet --lib --bins --tests 2>&1 | tee .cache/test-output.txt
+}
+mkdir -p .cache
+phase "cargo test" run_tests
+
+echo
+echo "phase times:"
+for p in "${PHASES[@]}"; do echo "  $p"; done
+echo "  total                        $(($(date +%s) - T0))s"
+passed=$(grep -Eo '[0-9]+ passed' .cache/test-output.txt | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' .cache/test-output.txt | awk '{s += $1} END {print s + 0}')
+echo "$passed passed, $failed failed"
