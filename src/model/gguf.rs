@@ -242,7 +242,7 @@ impl GgufFile {
             }
             let len = match DType::from_ggml_id(type_id) {
                 Some(dt) => {
-                    if count % dt.block_len() as u64 != 0 || dims[0] % dt.block_len() as u64 != 0 {
+                    if !count.is_multiple_of(dt.block_len() as u64) || dims[0] % dt.block_len() as u64 != 0 {
                         return Err(Error::format(
                             path,
                             format!("tensor '{name}' is not a whole number of blocks"),

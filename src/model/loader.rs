@@ -87,7 +87,7 @@ impl Walker<'_> {
             });
         }
         match self.quant {
-            Some(q) if !m.dtype().is_quantized() && cols % 32 == 0 => m.quantize(q).map(Some),
+            Some(q) if !m.dtype().is_quantized() && cols.is_multiple_of(32) => m.quantize(q).map(Some),
             _ => Ok(Some(m)),
         }
     }

@@ -52,7 +52,7 @@ impl DType {
 
     /// Bytes of a row of `cols` values, or an error when `cols` is not a whole number of blocks.
     pub fn row_bytes(self, cols: usize) -> Result<usize> {
-        if cols % self.block_len() != 0 {
+        if !cols.is_multiple_of(self.block_len()) {
             return Err(Error::unsupported(
                 format!("{self:?} tensor"),
                 format!("row length {cols} is not a multiple of the block size {}", self.block_len()),

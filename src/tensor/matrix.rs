@@ -44,7 +44,7 @@ impl QMatrix {
             DType::F16 | DType::BF16 => 2,
             _ => 1,
         };
-        let storage = if storage.bytes().as_ptr() as usize % align != 0 {
+        let storage = if !(storage.bytes().as_ptr() as usize).is_multiple_of(align) {
             Storage::from_bytes(storage.bytes())
         } else {
             storage

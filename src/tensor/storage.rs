@@ -109,7 +109,9 @@ impl Storage {
 /// Reinterpret bytes as a slice of a plain numeric type, if aligned and a whole number long.
 pub fn cast_slice<T: Plain>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 || bytes.len() % size != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+        || !bytes.len().is_multiple_of(size)
+    {
         return None;
     }
     // SAFETY: alignment and length were checked above; `T: Plain` types are valid for every

@@ -12,6 +12,9 @@ pub type DotF32 = fn(&[f32], &[f32]) -> f32;
 pub type DotHalf = fn(&[u8], &[f32]) -> f32;
 /// `dot(row_bytes, x_blocks)` of a block-quantized row with 8-bit activation blocks.
 pub type DotQ = fn(&[u8], &[BlockQ8]) -> f32;
+/// Dots of one block-quantized row with up to 4 tokens at once: `x` holds `out.len()` tokens'
+/// activation blocks, token-major with `blocks` per token; `out[t]` receives token `t`'s dot.
+pub type DotQx4 = fn(&[u8], &[BlockQ8], usize, &mut [f32]);
 
 /// The kernels a CPU engine uses.
 #[derive(Clone, Copy)]
@@ -30,6 +33,12 @@ pub struct Kernels {
     pub dot_q4_0: DotQ,
     /// Q4_1 row · Q8 activations.
     pub dot_q4_1: DotQ,
+    /// Q8_0 row · up to 4 tokens.
+    pub dot_q8_0_x4: DotQx4,
+    /// Q4_0 row · up to 4 tokens.
+    pub dot_q4_0_x4: DotQx4,
+    /// Q4_1 row · up to 4 tokens.
+    pub dot_q4_1_x4: DotQx4,
 }
 
 impl Kernels {
@@ -55,7 +64,17 @@ impl Kernels {
             dot_q8_0: dot_q8_0_scalar,
             dot_q4_0: dot_q4_0_scalar,
             dot_q4_1: dot_q4_1_scalar,
+            dot_q8_0_x4: |r, x, b, o| each_token(dot_q8_0_scalar, r, x, b, o),
+            dot_q4_0_x4: |r, x, b, o| each_token(dot_q4_0_scalar, r, x, b, o),
+            dot_q4_1_x4: |r, x, b, o| each_token(dot_q4_1_scalar, r, x, b, o),
         }
+    }
+}
+
+/// A multi-token dot made of one single-token dot per token.
+fn each_token(dot: DotQ, row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+    for (t, o) in out.iter_mut().enumerate() {
+        *o = dot(row, &x[t * blocks..(t + 1) * blocks]);
     }
 }
 
@@ -150,6 +169,28 @@ mod tests {
                 q41.extend_from_slice(&blk[2..18]);
             }
             assert!(rel((k.dot_q4_1)(&q41, &xq), (p.dot_q4_1)(&q41, &xq)) < 1e-5);
+            // Tiles of 1..4 tokens equal the one-token dots.
+            let blocks = n / 32;
+            let mut xs = Vec::new();
+            for t in 0..4 {
+                let mut b4 = vec![BlockQ8::default(); blocks];
+                quantize_q8_blocks(&vals(n, 10 + t), &mut b4);
+                xs.extend(b4);
+            }
+            for (row, single, multi) in [
+                (&q8, k.dot_q8_0, k.dot_q8_0_x4),
+                (&q4, k.dot_q4_0, k.dot_q4_0_x4),
+                (&q41, k.dot_q4_1, k.dot_q4_1_x4),
+            ] {
+                for ntok in 1..=4 {
+                    let mut out = vec![0.0; ntok];
+                    multi(row, &xs, blocks, &mut out);
+                    for (t, o) in out.iter().enumerate() {
+                        let want = single(row, &xs[t * blocks..(t + 1) * blocks]);
+                        assert!(rel(*o, want) < 1e-5, "{ntok} tokens, token {t}: {o} vs {want}");
+                    }
+                }
+            }
         }
     }
 }

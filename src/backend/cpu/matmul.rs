@@ -125,16 +125,26 @@ fn rows_product(
             }
         }
         DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
-            let dot = match w.dtype() {
-                DType::Q8_0 => k.dot_q8_0,
-                DType::Q4_0 => k.dot_q4_0,
-                _ => k.dot_q4_1,
+            let (dot, dot4) = match w.dtype() {
+                DType::Q8_0 => (k.dot_q8_0, k.dot_q8_0_x4),
+                DType::Q4_0 => (k.dot_q4_0, k.dot_q4_0_x4),
+                _ => (k.dot_q4_1, k.dot_q4_1_x4),
             };
             let blocks = cols / QK;
+            let mut tile = [0.0f32; 4];
             for r in rows {
                 let wr = w.row(r);
-                for t in 0..n {
-                    put(t, r, dot(wr, &xq[t * blocks..(t + 1) * blocks]));
+                if n == 1 {
+                    put(0, r, dot(wr, &xq[..blocks]));
+                    continue;
+                }
+                // Prompt rows: each weight block is unpacked once per four tokens.
+                for t0 in (0..n).step_by(4) {
+                    let tn = 4.min(n - t0);
+                    dot4(wr, &xq[t0 * blocks..(t0 + tn) * blocks], blocks, &mut tile[..tn]);
+                    for (ti, v) in tile[..tn].iter().enumerate() {
+                        put(t0 + ti, r, *v);
+                    }
                 }
             }
         }

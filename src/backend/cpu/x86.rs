@@ -1,18 +1,47 @@
-//! AVX2 + FMA + F16C kernels for x86-64, selected only after run-time detection.
+//! AVX2 + FMA + F16C kernels for x86-64 (8-bit dots optionally on AVX512-VNNI), selected only
+//! after run-time detection.
 
 use std::arch::x86_64::*;
 
 use super::kernels::Kernels;
 use crate::tensor::quant::BlockQ8;
 
-/// The AVX2 kernels, if this CPU has AVX2, FMA and F16C.
+/// The best x86 kernels for this CPU: AVX2 (+FMA, F16C), with the 8-bit dot products on
+/// AVX512-VNNI (256-bit forms) where present. `LORADOCK_ISA=avx2` skips VNNI.
 pub(super) fn kernels() -> Option<Kernels> {
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
-    {
-        Some(Kernels { isa: "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1 })
-    } else {
-        None
+    let avx2 = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    if !avx2 {
+        return None;
     }
+    let vnni = is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+    if vnni && std::env::var("LORADOCK_ISA").map_or(true, |v| v != "avx2") {
+        return Some(Kernels {
+            isa: "avx2+avx512vnni",
+            dot_f32,
+            dot_f16,
+            dot_bf16,
+            dot_q8_0: dot_q8_0_vnni,
+            dot_q4_0: dot_q4_0_vnni,
+            dot_q4_1: dot_q4_1_vnni,
+            dot_q8_0_x4: dot_q8_0_x4_vnni,
+            dot_q4_0_x4: dot_q4_0_x4_vnni,
+            dot_q4_1_x4: dot_q4_1_x4_vnni,
+        });
+    }
+    Some(Kernels {
+        isa: "avx2",
+        dot_f32,
+        dot_f16,
+        dot_bf16,
+        dot_q8_0,
+        dot_q4_0,
+        dot_q4_1,
+        dot_q8_0_x4: tile_by_rows::<34>,
+        dot_q4_0_x4: tile_by_rows::<18>,
+        dot_q4_1_x4: tile_by_rows::<20>,
+    })
 }
 
 // Each safe wrapper below is only ever stored in a `Kernels` built by `kernels()`, which checks
@@ -30,16 +59,52 @@ fn dot_bf16(row: &[u8], x: &[f32]) -> f32 {
     // SAFETY: AVX2/FMA presence was checked in `kernels()`.
     unsafe { dot_bf16_avx2(row, x) }
 }
+fn dot_q8_0_vnni(row: &[u8], x: &[BlockQ8]) -> f32 {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q8_0(row, x) }
+}
+fn dot_q4_0_vnni(row: &[u8], x: &[BlockQ8]) -> f32 {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q4_0(row, x) }
+}
+fn dot_q4_1_vnni(row: &[u8], x: &[BlockQ8]) -> f32 {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q4_1(row, x) }
+}
+fn dot_q8_0_x4_vnni(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q8_0_x4(row, x, blocks, out) }
+}
+fn dot_q4_0_x4_vnni(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q4_0_x4(row, x, blocks, out) }
+}
+fn dot_q4_1_x4_vnni(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q4_1_x4(row, x, blocks, out) }
+}
+/// Multi-token dots for the plain AVX2 set: one AVX2 dot per token (`BB` = block bytes picks
+/// the kernel).
+fn tile_by_rows<const BB: usize>(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+    for (t, o) in out.iter_mut().enumerate() {
+        let xs = &x[t * blocks..(t + 1) * blocks];
+        *o = match BB {
+            34 => dot_q8_0(row, xs),
+            18 => dot_q4_0(row, xs),
+            _ => dot_q4_1(row, xs),
+        };
+    }
+}
 fn dot_q8_0(row: &[u8], x: &[BlockQ8]) -> f32 {
-    // SAFETY: AVX2/FMA presence was checked in `kernels()`.
+    // SAFETY: AVX2/FMA/F16C presence was checked in `kernels()`.
     unsafe { dot_q8_0_avx2(row, x) }
 }
 fn dot_q4_0(row: &[u8], x: &[BlockQ8]) -> f32 {
-    // SAFETY: AVX2/FMA presence was checked in `kernels()`.
+    // SAFETY: AVX2/FMA/F16C presence was checked in `kernels()`.
     unsafe { dot_q4_0_avx2(row, x) }
 }
 fn dot_q4_1(row: &[u8], x: &[BlockQ8]) -> f32 {
-    // SAFETY: AVX2/FMA presence was checked in `kernels()`.
+    // SAFETY: AVX2/FMA/F16C presence was checked in `kernels()`.
     unsafe { dot_q4_1_avx2(row, x) }
 }
 
@@ -146,47 +211,179 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
     _mm256_set_m128i(hi, lo)
 }
 
+/// Two adjacent f16 values at `p` (a block's scale and min) as f32, with F16C.
 #[inline]
-fn f16_at(p: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([p[at], p[at + 1]])).to_f32()
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x2(p: *const u8) -> (f32, f32) {
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)))
 }
 
-#[target_feature(enable = "avx2,fma")]
+/// One f16 value at `p` as f32, with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x1(p: *const u8) -> f32 {
+    let bits = std::ptr::read_unaligned(p as *const u16);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q8_0_avx2(row: &[u8], x: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (b, xb) in row.chunks_exact(34).zip(x) {
-        let w = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
+    let n = (row.len() / 34).min(x.len());
+    let (pw, px) = (row.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for i in 0..n {
+        let b = pw.add(i * 34);
+        let xb = &*px.add(i);
+        let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
         let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-        let d = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8(w, xv), acc);
+        let d = _mm256_set1_ps(f16x1(b) * xb.d);
+        acc[i & 1] = _mm256_fmadd_ps(d, mul_sum_i8(w, xv), acc[i & 1]);
     }
-    hsum(acc)
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_0_avx2(row: &[u8], x: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+    let n = (row.len() / 18).min(x.len());
+    let (pw, px) = (row.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 2];
     let eight = _mm256_set1_epi8(8);
-    for (b, xb) in row.chunks_exact(18).zip(x) {
-        let w = _mm256_sub_epi8(nibbles(b.as_ptr().add(2)), eight);
+    for i in 0..n {
+        let b = pw.add(i * 18);
+        let xb = &*px.add(i);
+        let w = _mm256_sub_epi8(nibbles(b.add(2)), eight);
         let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-        let d = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8(w, xv), acc);
+        let d = _mm256_set1_ps(f16x1(b) * xb.d);
+        acc[i & 1] = _mm256_fmadd_ps(d, mul_sum_i8(w, xv), acc[i & 1]);
     }
-    hsum(acc)
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_1_avx2(row: &[u8], x: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+    let n = (row.len() / 20).min(x.len());
+    let (pw, px) = (row.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 2];
     let mut mins = 0.0f32;
     let ones = _mm256_set1_epi16(1);
-    for (b, xb) in row.chunks_exact(20).zip(x) {
-        let w = nibbles(b.as_ptr().add(4));
+    for i in 0..n {
+        let b = pw.add(i * 20);
+        let xb = &*px.add(i);
+        let (d, m) = f16x2(b);
+        let w = nibbles(b.add(4));
         let xv = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
         let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), ones));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * xb.d), s, acc);
-        mins += f16_at(b, 2) * xb.s;
+        acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), s, acc[i & 1]);
+        mins += m * xb.s;
     }
-    hsum(acc) + mins
+    hsum(_mm256_add_ps(acc[0], acc[1])) + mins
+}
+
+/// The same block dots with `vpdpbusd` (u8 × i8 → i32, four products per lane in one step),
+/// as tiles of up to four tokens: each weight block is loaded and unpacked once for all of
+/// them (prompt prefill), and the one-token dot is the tile of one.
+mod vnni {
+    use std::arch::x86_64::*;
+
+    use super::{f16x1, f16x2, hsum, nibbles};
+    use crate::tensor::quant::BlockQ8;
+
+    /// The activation block of token `t` at block `i` (token-major, `blocks` per token).
+    #[inline(always)]
+    unsafe fn xq(px: *const BlockQ8, blocks: usize, t: usize, i: usize) -> (&'static BlockQ8, __m256i) {
+        let xb = &*px.add(t * blocks + i);
+        (xb, _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn q8_0_tile<const N: usize>(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+        assert!(row.len() >= blocks * 34 && x.len() >= N * blocks && out.len() >= N);
+        let (pw, px) = (row.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); N];
+        for i in 0..blocks {
+            let b = pw.add(i * 34);
+            let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+            // |w| · (x with w's sign): exact products with an unsigned left operand.
+            let aw = _mm256_sign_epi8(w, w);
+            let dw = f16x1(b);
+            for (t, a) in acc.iter_mut().enumerate() {
+                let (xb, xv) = xq(px, blocks, t, i);
+                let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv, w));
+                *a = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), _mm256_cvtepi32_ps(s), *a);
+            }
+        }
+        for t in 0..N {
+            out[t] = hsum(acc[t]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn q4_0_tile<const N: usize>(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+        assert!(row.len() >= blocks * 18 && x.len() >= N * blocks && out.len() >= N);
+        let (pw, px) = (row.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut corr = [0.0f32; N];
+        for i in 0..blocks {
+            let b = pw.add(i * 18);
+            let w = nibbles(b.add(2));
+            let dw = f16x1(b);
+            for t in 0..N {
+                let (xb, xv) = xq(px, blocks, t, i);
+                // Σ (q − 8)·x = Σ q·x − 8·Σ x, with q unsigned; xb.s = d_x·Σ x.
+                let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, xv);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), _mm256_cvtepi32_ps(s), acc[t]);
+                corr[t] += dw * xb.s;
+            }
+        }
+        for t in 0..N {
+            out[t] = hsum(acc[t]) - 8.0 * corr[t];
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn q4_1_tile<const N: usize>(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+        assert!(row.len() >= blocks * 20 && x.len() >= N * blocks && out.len() >= N);
+        let (pw, px) = (row.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut mins = [0.0f32; N];
+        for i in 0..blocks {
+            let b = pw.add(i * 20);
+            let (dw, m) = f16x2(b);
+            let w = nibbles(b.add(4));
+            for t in 0..N {
+                let (xb, xv) = xq(px, blocks, t, i);
+                let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, xv);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), _mm256_cvtepi32_ps(s), acc[t]);
+                mins[t] += m * xb.s;
+            }
+        }
+        for t in 0..N {
+            out[t] = hsum(acc[t]) + mins[t];
+        }
+    }
+
+    macro_rules! tiles {
+        ($single:ident, $multi:ident, $tile:ident) => {
+            #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+            pub(super) unsafe fn $single(row: &[u8], x: &[BlockQ8]) -> f32 {
+                let mut out = [0.0f32; 1];
+                $tile::<1>(row, x, x.len(), &mut out);
+                out[0]
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+            pub(super) unsafe fn $multi(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
+                match out.len() {
+                    1 => $tile::<1>(row, x, blocks, out),
+                    2 => $tile::<2>(row, x, blocks, out),
+                    3 => $tile::<3>(row, x, blocks, out),
+                    _ => $tile::<4>(row, x, blocks, out),
+                }
+            }
+        };
+    }
+    tiles!(dot_q8_0, dot_q8_0_x4, q8_0_tile);
+    tiles!(dot_q4_0, dot_q4_0_x4, q4_0_tile);
+    tiles!(dot_q4_1, dot_q4_1_x4, q4_1_tile);
 }
