@@ -83,7 +83,7 @@ def main():
             lls.append(ll["decode_tok_s"]["median"])
             llp.append(ll["pp512_tok_s"]["median"])
             raw["files"].setdefault(os.path.basename(f), []).append({"loradock": out, "loradock_pp512": out_pp, "llama.cpp": ll})
-        gbps = max(x["median"] if isinstance(x.get("median"), (int, float)) else 0 for x in bw if x.get("threads") == a.threads) if any(x.get("threads") == a.threads for x in bw) else None
+        gbps = next((x["median_GBps"] for x in bw if x.get("threads") == a.threads), None)
         wb = info[f]["weight_bytes_per_token"]
         bound = gbps * 1e9 / wb if gbps else None
         med = statistics.median
@@ -93,7 +93,7 @@ def main():
     with open(out_md, "w") as fh:
         fh.write(f"# loradock vs llama.cpp, batch-1 decode and prefill\n\n")
         fh.write(f"- date: {date}\n- machine: {cpu_name()}, nproc {os.cpu_count()}, threads {a.threads}\n")
-        fh.write(f"- loradock commit {commit}; llama-cpp-python {ll.get('system_info', '')[:0]}{pyvenv.LLAMACPP_PINS[0]}\n")
+        fh.write(f"- loradock commit {commit}; llama.cpp from {pyvenv.LLAMACPP_PINS[0]} ({ll.get('system_info', '')})\n")
         fh.write(f"- command: `python3 bench/vs_llamacpp.py --rounds {a.rounds} --threads {a.threads} --runs {a.runs}`\n")
         fh.write(f"- DRAM read bandwidth (membw.c): {json.dumps(bw)}\n")
         fh.write(f"- decode: 16-token prompt, 128 greedy tokens, median of {a.runs} runs after a warm-up, median over {a.rounds} interleaved rounds\n\n")
@@ -101,8 +101,9 @@ def main():
         fh.write("|---|---|---|---|---|---|---|---|---|\n")
         for name, d1, d2, p1, p2, bound, wb in rows:
             pct = f"{100 * d1 / bound:.0f}%" if bound else "-"
+            bound_s = f"{bound:.0f} ({wb / 1e6:.1f} MB)" if bound else "-"
             fh.write(f"| {name} | {d1:.1f} | {d2:.1f} | {d1 / d2:.2f}x | {p1:.1f} | {p2:.1f} | {p1 / p2:.2f}x | "
-                     f"{bound:.0f} ({wb / 1e6:.1f} MB) | {pct} |\n" if bound else f"| {name} | {d1:.1f} | {d2:.1f} | {d1 / d2:.2f}x | {p1:.1f} | {p2:.1f} | {p1 / p2:.2f}x | - | - |\n")
+                     f"{bound_s} | {pct} |\n")
     with open(out_md.replace(".md", ".json"), "w") as fh:
         json.dump(raw, fh, indent=1)
     print(open(out_md).read())

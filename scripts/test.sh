@@ -36,8 +36,16 @@ run_tests() {
     # No doctests: the crate has none, and their empty run would close the log on "0 passed".
     cargo test --quiet --lib --bins --tests 2>&1 | tee .cache/test-output.txt
 }
+fallback_kernels() {
+    # The parity tests again on the kernels this CPU would not pick by itself.
+    for isa in avx2 portable; do
+        echo "--- kernels: $isa"
+        LORADOCK_ISA=$isa cargo test --quiet --test it -- parity:: gguf:: 2>&1 | tee -a .cache/test-output.txt
+    done
+}
 mkdir -p .cache
 phase "cargo test" run_tests
+phase "parity on fallback kernels" fallback_kernels
 
 echo
 echo "phase times:"

@@ -124,6 +124,14 @@ impl LlamaConfig {
                 ))
             }
         };
+        // Llama's attention_bias also adds an o_proj bias, and mlp_bias biases the MLP:
+        // neither is implemented, so refuse rather than ignore the tensors.
+        if arch == Arch::Llama && raw.attention_bias == Some(true) {
+            return Err(Error::unsupported(source, "attention_bias: true on a llama model (o_proj bias)"));
+        }
+        if raw.mlp_bias == Some(true) {
+            return Err(Error::unsupported(source, "mlp_bias: true"));
+        }
         if raw.hidden_act.as_deref().is_some_and(|a| a != "silu") {
             return Err(Error::unsupported(source, format!("hidden_act {:?} (only silu)", raw.hidden_act)));
         }
@@ -147,7 +155,8 @@ impl LlamaConfig {
             rope_scaling,
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
-            attention_bias: raw.attention_bias.unwrap_or(arch == Arch::Qwen2),
+            // Qwen2 always has q/k/v biases (its config does not switch them).
+            attention_bias: arch == Arch::Qwen2,
         };
         cfg.validate(source)?;
         Ok(cfg)
@@ -191,6 +200,7 @@ struct HfConfig {
     rms_norm_eps: Option<f32>,
     tie_word_embeddings: Option<bool>,
     attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
     hidden_act: Option<String>,
 }
 
@@ -219,8 +229,11 @@ mod tests {
         );
         let c = LlamaConfig::from_hf_json(&j, "c").unwrap();
         assert!(matches!(c.rope_scaling, Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0));
-        let q = SMOL.replace("\"llama\"", "\"qwen2\"");
+        let q =
+            SMOL.replace("\"llama\"", "\"qwen2\"").replace("\"silu\"", "\"silu\",\"attention_bias\":false");
         assert!(LlamaConfig::from_hf_json(&q, "c").unwrap().attention_bias);
+        let b = SMOL.replace("\"silu\"", "\"silu\",\"attention_bias\":true");
+        assert!(LlamaConfig::from_hf_json(&b, "c").unwrap_err().to_string().contains("o_proj bias"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Integration tests: one binary (fewer link steps in CI), one module per area.
 
 mod bad_input;
+mod cli;
 mod common;
+mod formats;
 mod gguf;
 mod parity;
 mod smollm2;

@@ -1,0 +1,170 @@
+//! The `loradock` binary as scripts drive it: flags, JSON output, files written, and errors
+//! that exit non-zero with one line naming the problem.
+
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+fn loradock(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loradock")).args(args).output().expect("runs the binary")
+}
+
+fn ok_stdout(args: &[&str]) -> String {
+    let o = loradock(args);
+    assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).expect("utf-8 stdout")
+}
+
+/// The error line of a failing run (asserting it failed cleanly: status 1, one line, no panic).
+fn err_line(args: &[&str]) -> String {
+    let o = loradock(args);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{args:?}: expected exit 1, stderr: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert!(stderr.starts_with("loradock: error: "), "{stderr}");
+    stderr
+}
+
+fn ids_csv(ids: &[u32]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn reference_greedy(case: &str, prompt: &str) -> Vec<u32> {
+    let j = reference_json();
+    j["greedy"]["results"][case][prompt]["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_u64().expect("id") as u32)
+        .collect()
+}
+
+#[test]
+fn generate_json_matches_reference_greedy_ids_with_and_without_adapters() {
+    let j = reference_json();
+    let (_, ids) = &prompts(&j)[0];
+    let model = tiny().join("model");
+    let a = tiny().join("adapters/r8_qv");
+    let b = tiny().join("adapters/r16_mlp");
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("base", vec![]),
+        ("r8_qv", vec![a.display().to_string()]),
+        ("sum_r8qv0.7_r16mlp-0.4", vec![format!("{}:0.7", a.display()), format!("{}:-0.4", b.display())]),
+    ];
+    for (case, adapters) in cases {
+        let csv = ids_csv(ids);
+        let mut args =
+            vec!["generate", "--model", model.to_str().unwrap(), "--prompt-ids", &csv, "--max-tokens", "16"];
+        args.extend(["--ignore-eos", "--json", "--threads", "2"]);
+        for ad in &adapters {
+            args.extend(["--adapter", ad.as_str()]);
+        }
+        let out: serde_json::Value = serde_json::from_str(ok_stdout(&args).trim()).expect("one JSON object");
+        let got: Vec<u32> =
+            out["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(got, reference_greedy(case, "p0"), "{case}");
+        assert_eq!(out["prompt_tokens"].as_u64(), Some(ids.len() as u64));
+        assert!(out["prefill_ms"].as_f64().is_some() && out["decode_tokens_per_s"].as_f64().is_some());
+        assert!(out["text"].is_string());
+    }
+}
+
+#[test]
+fn logits_command_writes_every_position() {
+    let j = reference_json();
+    let refs = reference_logits();
+    let (_, ids) = &prompts(&j)[1];
+    let dir = TempDir::new("cli-logits");
+    let out = dir.0.join("l.safetensors");
+    ok_stdout(&[
+        "logits",
+        "--model",
+        tiny().join("gguf/tiny-f16.gguf").to_str().unwrap(),
+        "--prompt-ids",
+        &ids_csv(ids),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("logits").unwrap();
+    assert_eq!(t.shape(), &[ids.len(), 384]);
+    let vals: Vec<f32> =
+        t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let d = max_abs_diff(&vals, &refs["logits.p1.base"].1);
+    assert!(d <= 1e-4, "{d}");
+}
+
+#[test]
+fn chat_text_generation_and_inspect_and_bench_run() {
+    let model = tiny().join("model");
+    let m = model.to_str().unwrap();
+    let out: serde_json::Value = serde_json::from_str(
+        ok_stdout(&[
+            "generate",
+            "--model",
+            m,
+            "--chat",
+            "--prompt",
+            "Hello there",
+            "--max-tokens",
+            "8",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert!(out["prompt_tokens"].as_u64().unwrap() > 3, "the chat template wraps the message");
+    let text = ok_stdout(&["inspect", m]);
+    assert!(text.contains("layers:") && text.contains("F16"), "{text}");
+    let text = ok_stdout(&["inspect", tiny().join("gguf/tiny-q4_k.gguf").to_str().unwrap()]);
+    assert!(text.contains("Q4_K") && text.contains("tokenizer:"), "{text}");
+    let text = ok_stdout(&["inspect", tiny().join("adapters/r4_rslora_all").to_str().unwrap()]);
+    assert!(text.contains("rsLoRA") && text.contains("down_proj"), "{text}");
+    let b: serde_json::Value = serde_json::from_str(
+        ok_stdout(&[
+            "bench",
+            "--model",
+            m,
+            "--prompt-tokens",
+            "8",
+            "--gen-tokens",
+            "4",
+            "--runs",
+            "1",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert!(b["decode_tok_s"]["median"].as_f64().unwrap() > 0.0);
+    assert!(b["prefill_tok_s"]["median"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let model = tiny().join("model");
+    let m = model.to_str().unwrap();
+    let e = err_line(&["generate", "--model", "/nonexistent/model.gguf", "--prompt-ids", "1"]);
+    assert!(e.contains("/nonexistent/model.gguf"), "{e}");
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1,x"]);
+    assert!(e.contains("'x' is not a token id"), "{e}");
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "99999"]);
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let r8 = tiny().join("adapters/r8_qv");
+    let r8 = r8.to_str().unwrap();
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1", "--adapter", r8, "--adapter", r8]);
+    assert!(e.contains("named twice"), "{e}");
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1", "--adapter", "/nonexistent/adapter"]);
+    assert!(e.contains("/nonexistent/adapter"), "{e}");
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1", "--temperature=-1"]);
+    assert!(e.contains("temperature"), "{e}");
+    // A model directory without a tokenizer cannot take text.
+    let d = copy_dir(&model, "cli-notok");
+    std::fs::remove_file(d.0.join("tokenizer.json")).unwrap();
+    let e = err_line(&["generate", "--model", d.0.to_str().unwrap(), "--prompt", "hi"]);
+    assert!(e.contains("no tokenizer"), "{e}");
+    let e = err_line(&["inspect", "/nonexistent"]);
+    assert!(e.contains("/nonexistent"), "{e}");
+}
