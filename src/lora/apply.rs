@@ -1,25 +1,10 @@
 //! Unmerged LoRA: `y[t] += w · s · B (A x[t])` for a block of token rows, split across the
 //! thread pool. The rank-r intermediate is tiny; the cost is reading A and B once per step.
 
-use crate::backend::cpu::pool::chunking;
+use crate::backend::cpu::pool::{chunking, SharedOut};
 use crate::backend::cpu::{Kernels, ThreadPool};
 
 use super::LoraPair;
-
-/// Output pointer shared by the pool's threads, each writing its own columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each chunk writes only the output columns of its own disjoint range, and the caller's
-// `&mut` borrow keeps the buffer alive and unaliased until `run` returns.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// Add `weight · pair.scale · B(A·x)` to `y`, where `x` is `[n, d_in]` and `y` is
 /// `[n, d_out]` (row strides `x_stride` and `y_stride`, which may exceed the widths when the
@@ -48,7 +33,7 @@ pub fn apply_lora(
         }
     }
     let tmp: &[f32] = tmp;
-    let out = OutPtr(y.as_mut_ptr());
+    let out = SharedOut::new(y);
     let (n_chunks, per) = chunking(dout, pool.n_threads(), 64, 8);
     let work = |chunk: usize, _thread: usize| {
         for o in chunk * per..((chunk + 1) * per).min(dout) {

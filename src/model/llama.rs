@@ -6,7 +6,7 @@
 //! one decode token), KV cache and set of weighted adapters. All token rows go through each
 //! matrix product together; attention and LoRA are applied per sequence.
 
-use crate::backend::cpu::pool::chunking;
+use crate::backend::cpu::pool::{chunking, SharedOut};
 use crate::backend::cpu::{matmul, matmul_many, Kernels, MatJob, ThreadPool, Workspace};
 use crate::error::{Error, Result};
 use crate::kv::KvCache;
@@ -138,21 +138,6 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
         for ((o, xv), wv) in or.iter_mut().zip(xr).zip(w) {
             *o = wv * (xv * inv);
         }
-    }
-}
-
-/// Attention output pointer shared by threads that write disjoint (token, head) slices.
-#[derive(Clone, Copy)]
-struct AttOut(*mut f32);
-// SAFETY: each work item (token, head) writes only its own `head_dim` slice of the output,
-// items are split disjointly across threads, and the `&mut` borrow outlives `run`.
-unsafe impl Send for AttOut {}
-// SAFETY: as above.
-unsafe impl Sync for AttOut {}
-
-impl AttOut {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -393,7 +378,7 @@ impl LlamaModel {
             rows.extend((0..s.tokens.len()).map(|j| (si, p0 + j)));
         }
         let items = rows.len() * nh;
-        let out = AttOut(att.as_mut_ptr());
+        let out = SharedOut::new(att);
         let (n_chunks, per) = chunking(items, pool.n_threads(), 1, 1);
         pool.run(n_chunks, &|chunk, thread| {
             let mut sc = scores[thread].lock();
@@ -420,7 +405,8 @@ impl LlamaModel {
                     sum += *s;
                 }
                 let inv = 1.0 / sum;
-                // SAFETY: (t, head) is this item's own slice of `att` (see `AttOut`).
+                // SAFETY: each (t, head) item is in exactly one chunk and owns its `head_dim` slice of
+                // `att`, which outlives the job.
                 let o = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * qd + head * hd), hd) };
                 o.fill(0.0);
                 for (j, s) in sc[..n_ctx].iter().enumerate() {

@@ -130,17 +130,7 @@ mod tests {
     use super::*;
     use crate::tensor::quant::{quantize_q8_blocks, quantize_row_q4_0, quantize_row_q8_0};
 
-    fn vals(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::test_util::pseudo_random as vals;
 
     /// The detected kernels agree with the portable ones on every type.
     #[test]

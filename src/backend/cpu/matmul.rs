@@ -3,7 +3,7 @@
 //! up) run as one job so the input is quantized once and the pool is woken once.
 
 use super::kernels::Kernels;
-use super::pool::{chunking, ThreadPool};
+use super::pool::{chunking, SharedOut, ThreadPool};
 use crate::tensor::kquant::{dequantize_q4k, dequantize_q5k, dequantize_q6k, QK_K};
 use crate::tensor::quant::{quantize_q8_blocks, BlockQ8, QK};
 use crate::tensor::{DType, QMatrix};
@@ -22,16 +22,6 @@ pub struct MatJob<'a> {
 pub struct Workspace {
     q8: Vec<BlockQ8>,
 }
-
-/// Output pointer shared by the pool's threads; each thread writes a disjoint set of rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every thread writes only the output elements of its own row range (see
-// `matmul_many`), so no element is written by two threads, and the caller's `&mut` borrow
-// keeps the buffer alive and unaliased until `run` returns.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
 
 /// `y = x · wᵀ` for one matrix (`x` is `[n, w.cols()]`, `y` is `[n, w.rows()]`).
 pub fn matmul(
@@ -70,7 +60,7 @@ pub fn matmul_many(
     }
     let xq: &[BlockQ8] = &ws.q8;
     let total: usize = jobs.iter().map(|j| j.w.rows()).sum();
-    let outs: Vec<(OutPtr, &QMatrix)> = jobs.iter_mut().map(|j| (OutPtr(j.y.as_mut_ptr()), j.w)).collect();
+    let outs: Vec<(SharedOut, &QMatrix)> = jobs.iter_mut().map(|j| (SharedOut::new(j.y), j.w)).collect();
     let (n_chunks, per) = chunking(total, pool.n_threads(), 16, 4);
     pool.run(n_chunks, &|chunk, _| {
         let range = chunk * per..((chunk + 1) * per).min(total);
@@ -95,14 +85,14 @@ fn rows_product(
     xq: &[BlockQ8],
     n: usize,
     rows: std::ops::Range<usize>,
-    out: OutPtr,
+    out: SharedOut,
 ) {
     let cols = w.cols();
     let nr = w.rows();
     let put = |t: usize, r: usize, v: f32| {
         // SAFETY: `r` lies in this thread's row range and `t < n`, so the index is in bounds
-        // of the `[n, nr]` output and written by this thread only (see `OutPtr`).
-        unsafe { *out.0.add(t * nr + r) = v };
+        // of the `[n, nr]` output and written by this thread only (chunks cover disjoint row ranges).
+        unsafe { *out.get().add(t * nr + r) = v };
     };
     match w.dtype() {
         DType::F32 => {
@@ -183,17 +173,7 @@ mod tests {
     use super::*;
     use crate::tensor::Storage;
 
-    fn vals(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(7);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::test_util::pseudo_random as vals;
 
     fn reference(w: &QMatrix, x: &[f32], n: usize) -> Vec<f32> {
         let wf = w.to_f32();

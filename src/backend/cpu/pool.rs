@@ -222,6 +222,29 @@ impl Drop for ThreadPool {
     }
 }
 
+/// An output buffer shared by the chunks of one pool job, each of which writes a disjoint set
+/// of its elements (the caller's `&mut` borrow outlives the job).
+#[derive(Clone, Copy)]
+pub struct SharedOut(*mut f32);
+
+// SAFETY: a `SharedOut` is only made from a `&mut [f32]` that outlives the pool job using it,
+// and every user writes disjoint elements from different chunks (each use site states which).
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Share `buf` with the chunks of a job.
+    pub fn new(buf: &mut [f32]) -> SharedOut {
+        SharedOut(buf.as_mut_ptr())
+    }
+
+    /// The raw pointer (a method, so closures capture the whole `SharedOut`).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Chunk count for `total` work units so that each thread gets several chunks of at least
 /// `min_units` units (multiples of `align`). Returns `(n_chunks, units_per_chunk)`.
 pub fn chunking(total: usize, n_threads: usize, min_units: usize, align: usize) -> (usize, usize) {
