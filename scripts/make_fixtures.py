@@ -28,6 +28,8 @@ Stage "llamacpp" runs in .venv-llamacpp (llama-cpp-python, built from source):
                 llama.cpp's logits (all positions) for the same prompt ids on each GGUF, its
                 greedy continuations, tensor-type histograms, and its tokenization of the
                 tokenize.json strings on the tiny GGUF vocab.
+--stage all then runs scripts/make_adapter_fixtures.py (adapters/{pat_rank_alpha,...,refuse_*,
+wa_*}, adapters_reference.*, gguf_lora/), which depends on these files.
 Everything is seeded; re-running reproduces the files (torch CPU kernels are deterministic for
 this size; llama.cpp's output is recorded, not asserted bit-exact across builds).
 """
@@ -593,8 +595,11 @@ def stage_hf():
 
     # adapters
     adir = os.path.join(OUT, "adapters")
-    shutil.rmtree(adir, ignore_errors=True)  # no stale adapters from an earlier run
-    os.makedirs(adir)
+    # no stale adapters from an earlier run; the other adapters/* belong to
+    # make_adapter_fixtures.py (run after this script by --stage all)
+    for n in [a[0] for a in ADAPTERS] + [os.path.basename(CAT_DIR)]:
+        shutil.rmtree(os.path.join(adir, n), ignore_errors=True)
+    os.makedirs(adir, exist_ok=True)
     ad_info = make_adapters(model_dir, adir)
 
     # references
@@ -915,6 +920,9 @@ def main():
             py = pyvenv.ensure_venv(".venv-llamacpp", pyvenv.LLAMACPP_PINS)
             env = dict(os.environ, PYTHONHASHSEED="0")
             subprocess.check_call([py, os.path.abspath(__file__), "--stage", "llamacpp"], env=env)
+            # the adapter fixtures are computed against this model: regenerate them too
+            subprocess.check_call([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                "make_adapter_fixtures.py")], env=env)
             return
     else:
         pyvenv.reexec_in(".venv-llamacpp", pyvenv.LLAMACPP_PINS)

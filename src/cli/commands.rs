@@ -3,11 +3,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::batch::Batch;
 use super::{parse_adapter_spec, parse_ids, GenerateArgs, LogitsArgs, ModelArgs};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::generate::{generate as run_generate, GenerateParams, PREFILL_CHUNK};
+use crate::generate::{generate as run_generate, generate_batch, BatchRow, GenerateParams, PREFILL_CHUNK};
 use crate::kv::KvCache;
 use crate::lora::{load_peft, LoraAdapter};
 use crate::model::{Compute, LoadOptions, LogitsMode, SeqBatch};
@@ -83,7 +84,6 @@ fn prompt_ids(s: &Session, a: &GenerateArgs) -> Result<Vec<u32>> {
 
 pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
     let mut s = Session::open(&a.model)?;
-    let prompt = prompt_ids(&s, a)?;
     let params = GenerateParams {
         max_tokens: a.max_tokens,
         sampling: SamplingParams {
@@ -97,6 +97,16 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
         stop: a.stop.clone(),
         ignore_eos: a.ignore_eos,
     };
+    if let Some(path) = &a.batch {
+        if !a.model.adapters.is_empty() {
+            return Err(Error::invalid(
+                "adapter",
+                "with --batch, adapters are given per row in the batch file",
+            ));
+        }
+        return generate_batch_file(&mut s, path, &params);
+    }
+    let prompt = prompt_ids(&s, a)?;
     let mut kv = s.kv();
     let adapters: Vec<(LoraAdapter, f32)> = std::mem::take(&mut s.adapters);
     let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();
@@ -137,9 +147,89 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// `generate --batch`: all rows decoded together, one JSON object per row on stdout.
+fn generate_batch_file(s: &mut Session, path: &std::path::Path, params: &GenerateParams) -> Result<()> {
+    let batch = Batch::read(path, &s.engine.loaded.model.config)?;
+    let tok = s.engine.tokenizer.as_ref();
+    let mut rows = Vec::new();
+    for i in 0..batch.specs.len() {
+        let max_tokens = batch.specs[i].max_tokens.unwrap_or(params.max_tokens);
+        rows.push(BatchRow { prompt: batch.prompt(i, tok)?, adapters: batch.adapter_set(i), max_tokens });
+    }
+    let mut kvs: Vec<KvCache> = rows.iter().map(|_| s.kv()).collect();
+    let model = &s.engine.loaded.model;
+    let outs = generate_batch(model, &mut s.compute, tok, &mut kvs, &rows, params, &mut |_, _| {})?;
+    for (i, o) in outs.iter().enumerate() {
+        let j = serde_json::json!({
+            "row": i,
+            "token_ids": o.token_ids,
+            "text": o.text,
+            "prompt_tokens": o.prompt_tokens,
+            "finish_reason": o.finish.as_str(),
+        });
+        println!("{j}");
+    }
+    Ok(())
+}
+
+/// `logits --batch`: every row's logits from one batched forward pass per chunk.
+fn logits_batch_file(s: &mut Session, path: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let batch = Batch::read(path, &s.engine.loaded.model.config)?;
+    let tok = s.engine.tokenizer.as_ref();
+    let prompts = (0..batch.specs.len()).map(|i| batch.prompt(i, tok)).collect::<Result<Vec<_>>>()?;
+    let sets: Vec<Vec<(&LoraAdapter, f32)>> = (0..batch.specs.len()).map(|i| batch.adapter_set(i)).collect();
+    let mut kvs: Vec<KvCache> = prompts.iter().map(|_| s.kv()).collect();
+    for (i, (p, kv)) in prompts.iter().zip(&kvs).enumerate() {
+        if p.is_empty() {
+            return Err(Error::invalid("batch", format!("row {i} has no prompt tokens")));
+        }
+        kv.check_room(p.len())?;
+    }
+    let model = &s.engine.loaded.model;
+    let vocab = model.config.vocab_size;
+    let mut all: Vec<Vec<f32>> = prompts.iter().map(|p| Vec::with_capacity(p.len() * vocab)).collect();
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    for start in (0..longest).step_by(PREFILL_CHUNK) {
+        let mut seqs = Vec::new();
+        let mut which = Vec::new();
+        for (i, (p, kv)) in prompts.iter().zip(kvs.iter_mut()).enumerate() {
+            if start < p.len() {
+                let end = (start + PREFILL_CHUNK).min(p.len());
+                seqs.push(SeqBatch {
+                    tokens: &p[start..end],
+                    kv,
+                    adapters: &sets[i],
+                    logits: LogitsMode::All,
+                });
+                which.push(i);
+            }
+        }
+        for (i, l) in which.into_iter().zip(model.forward(&mut s.compute, &mut seqs)?) {
+            all[i].extend(l);
+        }
+    }
+    let names: Vec<String> = (0..prompts.len()).map(|i| format!("logits.{i}")).collect();
+    let tensors: Vec<(&str, Vec<usize>, &[f32])> = names
+        .iter()
+        .zip(&prompts)
+        .zip(&all)
+        .map(|((n, p), l)| (n.as_str(), vec![p.len(), vocab], l.as_slice()))
+        .collect();
+    write_f32_safetensors(out, &tensors)
+}
+
 pub(crate) fn logits(a: &LogitsArgs) -> Result<()> {
     let mut s = Session::open(&a.model)?;
-    let ids = parse_ids(&a.prompt_ids)?;
+    if let Some(path) = &a.batch {
+        if !a.model.adapters.is_empty() {
+            return Err(Error::invalid(
+                "adapter",
+                "with --batch, adapters are given per row in the batch file",
+            ));
+        }
+        return logits_batch_file(&mut s, path, &a.out);
+    }
+    let ids = parse_ids(a.prompt_ids.as_deref().unwrap_or_default())?;
     if ids.is_empty() {
         return Err(Error::invalid("prompt-ids", "no token ids given"));
     }

@@ -2,6 +2,7 @@
 //! [`run`]). Other checks and scripts drive these commands: their flags and JSON output are
 //! kept stable.
 
+mod batch;
 mod bench;
 mod commands;
 mod inspect;
@@ -69,6 +70,9 @@ pub struct GenerateArgs {
     /// Prompt as comma-separated token ids.
     #[arg(long, value_name = "IDS")]
     pub prompt_ids: Option<String>,
+    /// Run the rows of a JSON batch file together (prints one JSON object per row).
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["prompt", "prompt_ids", "chat"])]
+    pub batch: Option<PathBuf>,
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
@@ -111,8 +115,11 @@ pub struct LogitsArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt as comma-separated token ids.
-    #[arg(long, value_name = "IDS")]
-    pub prompt_ids: String,
+    #[arg(long, value_name = "IDS", required_unless_present = "batch")]
+    pub prompt_ids: Option<String>,
+    /// Run the rows of a JSON batch file as one batch; writes `logits.<row>` tensors.
+    #[arg(long, value_name = "FILE.json", conflicts_with = "prompt_ids")]
+    pub batch: Option<PathBuf>,
     /// Output safetensors file (tensor `logits`, f32 [prompt_len, vocab]).
     #[arg(long)]
     pub out: PathBuf,

@@ -6,30 +6,33 @@ use crate::backend::cpu::{Kernels, ThreadPool};
 
 use super::LoraPair;
 
-/// Add `weight · pair.scale · B(A·x)` to `y`, where `x` is `[n, d_in]` and `y` is
-/// `[n, d_out]` (row strides `x_stride` and `y_stride`, which may exceed the widths when the
-/// rows are views into wider buffers). `tmp` is scratch space, grown as needed.
+/// For every listed `(row, weight)`: add `weight · pair.scale · B(A·x[row])` to `y[row]`.
+/// `x` and `y` hold rows of width ≥ `d_in` / `d_out` at strides `x_stride` / `y_stride`.
+/// A and B are read once for all listed rows (a mixed batch groups its rows by adapter);
+/// `tmp` is scratch space, grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_lora(
     pool: &ThreadPool,
     k: &Kernels,
     pair: &LoraPair,
-    weight: f32,
+    rows: &[(usize, f32)],
     x: &[f32],
     x_stride: usize,
-    n: usize,
     y: &mut [f32],
     y_stride: usize,
     tmp: &mut Vec<f32>,
 ) {
     let (r, din, dout) = (pair.rank, pair.d_in, pair.d_out);
-    assert!(n == 0 || (x.len() >= (n - 1) * x_stride + din && y.len() >= (n - 1) * y_stride + dout));
+    let n = rows.len();
+    for &(row, _) in rows {
+        assert!(x.len() >= row * x_stride + din && y.len() >= row * y_stride + dout, "LoRA row out of range");
+    }
     tmp.resize(n * r, 0.0);
-    let s = weight * pair.scale;
-    for t in 0..n {
-        let xt = &x[t * x_stride..t * x_stride + din];
+    for (i, &(row, weight)) in rows.iter().enumerate() {
+        let s = weight * pair.scale;
+        let xt = &x[row * x_stride..row * x_stride + din];
         for j in 0..r {
-            tmp[t * r + j] = s * (k.dot_f32)(&pair.a[j * din..(j + 1) * din], xt);
+            tmp[i * r + j] = s * (k.dot_f32)(&pair.a[j * din..(j + 1) * din], xt);
         }
     }
     let tmp: &[f32] = tmp;
@@ -38,11 +41,11 @@ pub fn apply_lora(
     let work = |chunk: usize, _thread: usize| {
         for o in chunk * per..((chunk + 1) * per).min(dout) {
             let brow = &pair.b[o * r..(o + 1) * r];
-            for t in 0..n {
-                let add = (k.dot_f32)(brow, &tmp[t * r..(t + 1) * r]);
-                // SAFETY: column `o` belongs to this chunk and `t < n`, so the element is in
-                // bounds (checked above) and written by this chunk only.
-                unsafe { *out.get().add(t * y_stride + o) += add };
+            for (i, &(row, _)) in rows.iter().enumerate() {
+                let add = (k.dot_f32)(brow, &tmp[i * r..(i + 1) * r]);
+                // SAFETY: column `o` belongs to this chunk only, and the row was checked to be
+                // in bounds above; rows are distinct within one call (one entry per row).
+                unsafe { *out.get().add(row * y_stride + o) += add };
             }
         }
     };
@@ -73,7 +76,7 @@ mod tests {
         let x = vec![1., 2., 3.];
         let mut y = vec![10., 20.];
         let pool = ThreadPool::new(2);
-        apply_lora(&pool, &Kernels::detect(), &pair, 2.0, &x, 3, 1, &mut y, 2, &mut Vec::new());
+        apply_lora(&pool, &Kernels::detect(), &pair, &[(0, 2.0)], &x, 3, &mut y, 2, &mut Vec::new());
         assert_eq!(y, vec![15., 12.5]);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod peft;
+pub mod targets;
 
 pub use apply::apply_lora;
 pub use peft::load_peft;

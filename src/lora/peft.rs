@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::targets::{PatternMap, TargetRules};
 use super::{LoraAdapter, LoraPair, Module};
 use crate::error::{Error, Result};
 use crate::model::hf::SafetensorsSet;
@@ -33,12 +34,24 @@ pub struct PeftConfig {
     /// Bias training mode; only "none" is supported.
     #[serde(default)]
     pub bias: Option<String>,
-    /// Per-module rank overrides.
+    /// Per-module rank overrides (pattern → rank, in config order).
     #[serde(default)]
-    pub rank_pattern: std::collections::BTreeMap<String, usize>,
-    /// Per-module alpha overrides.
+    pub rank_pattern: Option<serde_json::Value>,
+    /// Per-module alpha overrides (pattern → alpha, in config order).
     #[serde(default)]
-    pub alpha_pattern: std::collections::BTreeMap<String, f32>,
+    pub alpha_pattern: Option<serde_json::Value>,
+    /// Modules to adapt: a list of names, a regex, or "all-linear".
+    #[serde(default)]
+    pub target_modules: Option<serde_json::Value>,
+    /// Modules never adapted: a list of names or a regex.
+    #[serde(default)]
+    pub exclude_modules: Option<serde_json::Value>,
+    /// Layer indices to adapt (an integer or a list).
+    #[serde(default)]
+    pub layers_to_transform: Option<serde_json::Value>,
+    /// Name(s) of the layer list in module keys.
+    #[serde(default)]
+    pub layers_pattern: Option<serde_json::Value>,
     /// Initialization; inits that rewrite the base (PiSSA, OLoRA, LoftQ...) are refused.
     #[serde(default)]
     pub init_lora_weights: Option<serde_json::Value>,
@@ -94,27 +107,6 @@ impl PeftConfig {
         }
         Ok(c)
     }
-
-    /// The value of a pattern map for the module at `path` (PEFT matches a key against the
-    /// end of the module's dotted name).
-    fn lookup<'a, T>(
-        map: &'a std::collections::BTreeMap<String, T>,
-        path: &str,
-        dir: &Path,
-    ) -> Result<Option<&'a T>> {
-        for (k, v) in map {
-            if k.chars().any(|c| "^$*+?()[]{}|\\".contains(c)) {
-                return Err(refuse(
-                    dir,
-                    format!("regex pattern key '{k}' in rank_pattern/alpha_pattern is not supported yet"),
-                ));
-            }
-            if path == k || path.ends_with(&format!(".{k}")) {
-                return Ok(Some(v));
-            }
-        }
-        Ok(None)
-    }
 }
 
 /// Split a PEFT tensor name into (layer, module, is_a).
@@ -155,6 +147,15 @@ pub fn module_shape(cfg: &LlamaConfig, m: Module) -> (usize, usize) {
 /// Load the PEFT adapter in `dir` for a base model with `cfg`.
 pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
     let c = PeftConfig::read(dir)?;
+    let rules = TargetRules::new(
+        c.target_modules.as_ref(),
+        c.exclude_modules.as_ref(),
+        c.layers_to_transform.as_ref(),
+        c.layers_pattern.as_ref(),
+    )?;
+    let ranks = PatternMap::new("rank_pattern", c.rank_pattern.as_ref(), |v| v.as_u64().map(|r| r as usize))?;
+    let alphas =
+        PatternMap::new("alpha_pattern", c.alpha_pattern.as_ref(), |v| v.as_f64().map(|a| a as f32))?;
     let st_path = dir.join("adapter_model.safetensors");
     if !st_path.exists() {
         if dir.join("adapter_model.bin").exists() {
@@ -224,14 +225,20 @@ pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
         if sb.len() != 2 || sb != [d_out, rank] {
             return Err(terr("lora_B", format!("shape {sb:?} does not fit: expected [{d_out}, {rank}]")));
         }
-        let want_rank = PeftConfig::lookup(&c.rank_pattern, &path, dir)?.copied().unwrap_or(c.r);
+        if !rules.targets(&path) {
+            return Err(refuse(
+                dir,
+                format!("{path} has LoRA weights but adapter_config.json does not target it"),
+            ));
+        }
+        let want_rank = ranks.get(&path).unwrap_or(c.r);
         if want_rank != rank {
             return Err(terr(
                 "lora_A",
                 format!("rank {rank} in the tensor but {want_rank} in adapter_config.json"),
             ));
         }
-        let alpha = PeftConfig::lookup(&c.alpha_pattern, &path, dir)?.copied().unwrap_or(c.lora_alpha);
+        let alpha = alphas.get(&path).unwrap_or(c.lora_alpha);
         let scale = if c.use_rslora { alpha / (rank as f32).sqrt() } else { alpha / rank as f32 };
         layers[layer][mi] = Some(LoraPair { rank, d_in, d_out, a, b, scale });
     }

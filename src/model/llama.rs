@@ -190,7 +190,22 @@ impl LlamaModel {
                 return Err(Error::invalid("kv", "KV cache was made for another model"));
             }
             s.kv.check_room(s.tokens.len())?;
+            for (i, (a, w)) in s.adapters.iter().enumerate() {
+                if !w.is_finite() {
+                    return Err(Error::invalid(
+                        "adapters",
+                        format!("adapter {} has a non-finite weight {w}", a.name),
+                    ));
+                }
+                if s.adapters[..i].iter().any(|(b, _)| std::ptr::eq(*a, *b)) {
+                    return Err(Error::invalid(
+                        "adapters",
+                        format!("adapter {} appears twice in one sequence", a.name),
+                    ));
+                }
+            }
         }
+        let groups = group_rows(seqs);
         let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
         let Compute { pool, kernels: k, ws, buf } = c;
         let k = *k;
@@ -241,7 +256,7 @@ impl LlamaModel {
                 add_bias(&mut buf.k[..n * kvd], bk);
                 add_bias(&mut buf.v[..n * kvd], bv);
             }
-            self.lora(pool, &k, seqs, li, buf, Target::Qkv);
+            self.lora(pool, &k, &groups, li, buf, Target::Qkv);
             for t in 0..n {
                 let (cs, sn) = (&buf.cos[t * half..(t + 1) * half], &buf.sin[t * half..(t + 1) * half]);
                 for hq in 0..nh {
@@ -260,7 +275,7 @@ impl LlamaModel {
             }
             self.attention(pool, &k, seqs, li, &buf.q[..n * qd], &mut buf.att[..n * qd], &buf.scores);
             matmul(pool, &k, &buf.att[..n * qd], n, &layer.wo, &mut buf.o[..n * hidden], ws);
-            self.lora(pool, &k, seqs, li, buf, Target::O);
+            self.lora(pool, &k, &groups, li, buf, Target::O);
             for (hv, ov) in buf.h[..n * hidden].iter_mut().zip(&buf.o[..n * hidden]) {
                 *hv += ov;
             }
@@ -271,12 +286,12 @@ impl LlamaModel {
                 let mut jobs = [MatJob { w: &layer.w_gate, y: g }, MatJob { w: &layer.w_up, y: u }];
                 matmul_many(pool, &k, &buf.x[..n * hidden], n, &mut jobs, ws);
             }
-            self.lora(pool, &k, seqs, li, buf, Target::GateUp);
+            self.lora(pool, &k, &groups, li, buf, Target::GateUp);
             for (gv, uv) in buf.g[..n * ffn].iter_mut().zip(&buf.u[..n * ffn]) {
                 *gv = *gv / (1.0 + (-*gv).exp()) * uv;
             }
             matmul(pool, &k, &buf.g[..n * ffn], n, &layer.w_down, &mut buf.o[..n * hidden], ws);
-            self.lora(pool, &k, seqs, li, buf, Target::Down);
+            self.lora(pool, &k, &groups, li, buf, Target::Down);
             for (hv, ov) in buf.h[..n * hidden].iter_mut().zip(&buf.o[..n * hidden]) {
                 *hv += ov;
             }
@@ -306,18 +321,18 @@ impl LlamaModel {
         Ok(out)
     }
 
-    /// Apply every sequence's adapters for the modules of `target` in layer `li`, adding
-    /// into the projection outputs held in `buf`.
+    /// Apply every adapter group for the modules of `target` in layer `li`, adding into the
+    /// projection outputs held in `buf`. Each group lists the rows that use one adapter.
     fn lora(
         &self,
         pool: &ThreadPool,
         k: &Kernels,
-        seqs: &[SeqBatch<'_>],
+        groups: &[AdapterRows<'_>],
         li: usize,
         buf: &mut Buffers,
         target: Target,
     ) {
-        if seqs.iter().all(|s| s.adapters.is_empty()) {
+        if groups.is_empty() {
             return;
         }
         let cfg = &self.config;
@@ -339,18 +354,11 @@ impl LlamaModel {
             }
             Target::Down => (g, ffn, vec![(Module::Down, &mut o[..], hidden)]),
         };
-        let mut row = 0;
-        for s in seqs {
-            let m = s.tokens.len();
-            for &(adapter, weight) in s.adapters {
-                for (module, y, out_width) in outs.iter_mut() {
-                    let Some(pair) = adapter.pair(li, *module) else { continue };
-                    let xs = &input[row * in_width..(row + m) * in_width];
-                    let ys = &mut y[row * *out_width..(row + m) * *out_width];
-                    apply_lora(pool, k, pair, weight, xs, in_width, m, ys, *out_width, lora_tmp);
-                }
+        for (adapter, rows) in groups {
+            for (module, y, out_width) in outs.iter_mut() {
+                let Some(pair) = adapter.pair(li, *module) else { continue };
+                apply_lora(pool, k, pair, rows, input, in_width, y, *out_width, lora_tmp);
             }
-            row += m;
         }
     }
 
@@ -419,6 +427,27 @@ impl LlamaModel {
             }
         });
     }
+}
+
+/// One adapter and the `(row, weight)` pairs of the batch rows that use it.
+type AdapterRows<'a> = (&'a LoraAdapter, Vec<(usize, f32)>);
+
+/// Group the batch's rows by adapter (identity), so each adapter is applied once per step.
+fn group_rows<'a>(seqs: &[SeqBatch<'a>]) -> Vec<AdapterRows<'a>> {
+    let mut groups: Vec<AdapterRows<'a>> = Vec::new();
+    let mut row = 0;
+    for s in seqs {
+        let m = s.tokens.len();
+        for &(adapter, weight) in s.adapters {
+            let rows = (row..row + m).map(|r| (r, weight));
+            match groups.iter_mut().find(|(a, _)| std::ptr::eq(*a, adapter)) {
+                Some((_, list)) => list.extend(rows),
+                None => groups.push((adapter, rows.collect())),
+            }
+        }
+        row += m;
+    }
+    groups
 }
 
 /// Inputs and outputs of one LoRA step: (input rows, input width, [(module, output rows,

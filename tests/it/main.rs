@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod formats;
 mod gguf;
+mod mixed;
 mod parity;
 mod smollm2;
