@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::lora::{load_peft, LoraAdapter};
+use crate::lora::{load_adapter, LoraAdapter};
 use crate::model::LlamaConfig;
 use crate::tokenizer::Tokenizer;
 
@@ -81,7 +81,7 @@ impl Batch {
                 let idx = match by_path.get(&canon) {
                     Some(&k) => k,
                     None => {
-                        adapters.push(load_peft(&a.path, cfg)?);
+                        adapters.push(load_adapter(&a.path, cfg)?);
                         by_path.insert(canon, adapters.len() - 1);
                         adapters.len() - 1
                     }

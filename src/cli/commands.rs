@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::generate::{generate as run_generate, generate_batch, BatchRow, GenerateParams, PREFILL_CHUNK};
 use crate::kv::KvCache;
-use crate::lora::{load_peft, LoraAdapter};
+use crate::lora::{load_adapter, LoraAdapter};
 use crate::model::{Compute, LoadOptions, LogitsMode, SeqBatch};
 use crate::sampling::SamplingParams;
 use crate::tensor::DType;
@@ -37,7 +37,7 @@ impl Session {
                 return Err(Error::invalid("adapter", format!("{} is named twice", path.display())));
             }
             seen.push(canon);
-            adapters.push((load_peft(&path, cfg)?, weight));
+            adapters.push((load_adapter(&path, cfg)?, weight));
         }
         let ctx = a.ctx.unwrap_or(cfg.max_position_embeddings.min(4096));
         if ctx == 0 {

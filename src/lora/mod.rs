@@ -2,11 +2,25 @@
 //! `y += w · s · B(A·x)` on top of the base projection, base weights untouched.
 
 pub mod apply;
+pub mod gguf_lora;
 pub mod peft;
 pub mod targets;
 
 pub use apply::apply_lora;
+pub use gguf_lora::load_gguf_lora;
 pub use peft::load_peft;
+
+/// Load an adapter: a PEFT directory, or a GGUF LoRA file (llama.cpp's format).
+pub fn load_adapter(
+    path: &std::path::Path,
+    cfg: &crate::model::LlamaConfig,
+) -> crate::error::Result<LoraAdapter> {
+    if path.is_file() {
+        load_gguf_lora(path, cfg)
+    } else {
+        load_peft(path, cfg)
+    }
+}
 
 /// The seven linear modules of a Llama decoder layer that adapters may target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

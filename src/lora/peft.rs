@@ -34,6 +34,9 @@ pub struct PeftConfig {
     /// Bias training mode; only "none" is supported.
     #[serde(default)]
     pub bias: Option<String>,
+    /// A trained bias on lora_B (refused).
+    #[serde(default)]
+    pub lora_bias: bool,
     /// Per-module rank overrides (pattern → rank, in config order).
     #[serde(default)]
     pub rank_pattern: Option<serde_json::Value>,
@@ -84,6 +87,9 @@ impl PeftConfig {
         }
         if c.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()) {
             return Err(refuse(dir, "modules_to_save replaces base modules; not supported"));
+        }
+        if c.lora_bias {
+            return Err(refuse(dir, "lora_bias: true (a bias on lora_B) is not supported"));
         }
         if let Some(b) = &c.bias {
             if b != "none" {

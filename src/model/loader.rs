@@ -167,7 +167,7 @@ const GGUF_NAMES: Names = Names {
 
 /// Row permutation undoing llama.cpp's q/k reordering for `n_head` heads of `head_dim`:
 /// GGUF stores each head's rotary pairs interleaved, HF stores halves.
-fn unpermute(n_head: usize, head_dim: usize) -> Vec<usize> {
+pub fn unpermute(n_head: usize, head_dim: usize) -> Vec<usize> {
     let half = head_dim / 2;
     let mut perm = vec![0; n_head * head_dim];
     for h in 0..n_head {

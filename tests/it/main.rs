@@ -1,5 +1,6 @@
 //! Integration tests: one binary (fewer link steps in CI), one module per area.
 
+mod adapters;
 mod bad_input;
 mod cli;
 mod common;
