@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::lora::compose::{Combination, CompositeCache};
 use crate::lora::{load_adapter, LoraAdapter};
 use crate::model::LlamaConfig;
 use crate::tokenizer::Tokenizer;
@@ -43,13 +45,23 @@ pub(crate) struct RowSpec {
     pub max_tokens: Option<usize>,
     #[serde(default)]
     combination: Option<String>,
+    /// Fraction kept by ties/dare/magnitude_prune (default 0.5).
+    #[serde(default)]
+    density: Option<f32>,
+    /// Target rank of svd (default: the largest input rank).
+    #[serde(default)]
+    svd_rank: Option<usize>,
+    /// Seed of dare's random masks (default 0).
+    #[serde(default)]
+    seed: Option<u64>,
 }
 
 /// The rows of a batch file with their adapters loaded (each distinct adapter once, so rows
-/// that share one are grouped in the forward pass).
+/// that share one are grouped in the forward pass). A row with an approximate combination
+/// uses one materialized composite (built once per distinct composite).
 pub(crate) struct Batch {
     pub specs: Vec<RowSpec>,
-    pub adapters: Vec<LoraAdapter>,
+    pub adapters: Vec<Arc<LoraAdapter>>,
     /// Per row: (index into `adapters`, weight).
     pub uses: Vec<Vec<(usize, f32)>>,
 }
@@ -62,26 +74,25 @@ impl Batch {
         if specs.is_empty() {
             return Err(Error::format(path, "the batch has no rows"));
         }
-        let mut adapters = Vec::new();
+        let mut adapters: Vec<Arc<LoraAdapter>> = Vec::new();
         let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
         let mut uses = Vec::new();
+        let mut composites = CompositeCache::new(specs.len());
         for (i, row) in specs.iter().enumerate() {
-            match row.combination.as_deref() {
-                None | Some("cat") | Some("linear_exact") => {}
-                Some(other) => {
-                    return Err(Error::unsupported(
-                        format!("{}: row {i}", path.display()),
-                        format!("combination '{other}' (only the exact 'cat' sum is implemented)"),
-                    ))
-                }
-            }
+            let method = Combination::parse(
+                row.combination.as_deref().unwrap_or("cat"),
+                row.density,
+                row.svd_rank,
+                row.seed,
+            )
+            .map_err(|e| Error::invalid("batch", format!("row {i}: {e}")))?;
             let mut row_uses = Vec::new();
             for a in &row.adapters {
                 let canon = std::fs::canonicalize(&a.path).map_err(|e| Error::io(&a.path, e))?;
                 let idx = match by_path.get(&canon) {
                     Some(&k) => k,
                     None => {
-                        adapters.push(load_adapter(&a.path, cfg)?);
+                        adapters.push(Arc::new(load_adapter(&a.path, cfg)?));
                         by_path.insert(canon, adapters.len() - 1);
                         adapters.len() - 1
                     }
@@ -93,6 +104,19 @@ impl Batch {
                     ));
                 }
                 row_uses.push((idx, a.weight));
+            }
+            if method != Combination::Cat && !row_uses.is_empty() {
+                let parts: Vec<(&LoraAdapter, f32)> =
+                    row_uses.iter().map(|&(k, w)| (&*adapters[k], w)).collect();
+                let built = composites.get_or_build(&parts, &method)?;
+                let idx = match adapters.iter().position(|a| Arc::ptr_eq(a, &built)) {
+                    Some(k) => k,
+                    None => {
+                        adapters.push(built);
+                        adapters.len() - 1
+                    }
+                };
+                row_uses = vec![(idx, 1.0)];
             }
             uses.push(row_uses);
         }
@@ -115,6 +139,6 @@ impl Batch {
 
     /// Row `i`'s adapters as references.
     pub fn adapter_set(&self, i: usize) -> Vec<(&LoraAdapter, f32)> {
-        self.uses[i].iter().map(|&(k, w)| (&self.adapters[k], w)).collect()
+        self.uses[i].iter().map(|&(k, w)| (&*self.adapters[k], w)).collect()
     }
 }

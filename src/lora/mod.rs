@@ -2,7 +2,9 @@
 //! `y += w · s · B(A·x)` on top of the base projection, base weights untouched.
 
 pub mod apply;
+pub mod compose;
 pub mod gguf_lora;
+pub mod linalg;
 pub mod peft;
 pub mod targets;
 
@@ -108,6 +110,27 @@ impl LoraAdapter {
     /// Largest rank over all modules.
     pub fn max_rank(&self) -> usize {
         self.layers.iter().flatten().flatten().map(|p| p.rank).max().unwrap_or(0)
+    }
+
+    /// The adapter's content hash: sha256 over every adapted module's position, shapes, scale
+    /// and weights (f32, little-endian). The name is not part of it: the same weights under
+    /// another name are the same adapter.
+    pub fn content_hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (li, layer) in self.layers.iter().enumerate() {
+            for (mi, pair) in layer.iter().enumerate() {
+                let Some(p) = pair else { continue };
+                for v in [li as u64, mi as u64, p.rank as u64, p.d_in as u64, p.d_out as u64] {
+                    h.update(v.to_le_bytes());
+                }
+                h.update(p.scale.to_le_bytes());
+                for x in p.a.iter().chain(&p.b) {
+                    h.update(x.to_le_bytes());
+                }
+            }
+        }
+        h.finalize().into()
     }
 
     /// Names of the modules adapted in at least one layer.

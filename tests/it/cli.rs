@@ -225,9 +225,63 @@ fn batch_files_run_rows_with_their_own_adapters() {
             line["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         assert_eq!(got, reference_greedy(case, p), "{case}/{p}");
     }
-    // Approximate combinations are not implemented yet and say so.
-    std::fs::write(&file, serde_json::json!([{"prompt_ids": [1], "combination": "svd"}]).to_string())
+    // Unknown combinations are named with their row.
+    std::fs::write(&file, serde_json::json!([{"prompt_ids": [1], "combination": "average"}]).to_string())
         .unwrap();
     let e = err_line(&["generate", "--model", m.to_str().unwrap(), "--batch", file.to_str().unwrap()]);
-    assert!(e.contains("combination 'svd'"), "{e}");
+    assert!(e.contains("row 0") && e.contains("'average'"), "{e}");
+}
+
+/// Batch rows may ask for an approximate combination; it is materialized once per distinct
+/// composite and matches PEFT's add_weighted_adapter.
+#[test]
+fn batch_rows_with_approximate_combinations_match_peft() {
+    let dir = tiny();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adapters_reference.json")).unwrap()).unwrap();
+    let ids = &j["prompt"]["ids"];
+    let parts = serde_json::json!([
+        {"path": dir.join("adapters/t_a"), "weight": 0.7},
+        {"path": dir.join("adapters/t_b"), "weight": 0.5}
+    ]);
+    let rows = serde_json::json!([
+        {"prompt_ids": ids, "adapters": parts, "combination": "svd", "svd_rank": 4},
+        {"prompt_ids": ids, "adapters": parts, "combination": "ties", "density": 0.5},
+        {"prompt_ids": ids, "adapters": parts, "combination": "svd", "svd_rank": 4},
+    ]);
+    let tmp = TempDir::new("cli-compose");
+    let file = tmp.0.join("batch.json");
+    std::fs::write(&file, rows.to_string()).unwrap();
+    let out = tmp.0.join("l.safetensors");
+    let m = dir.join("model");
+    ok_stdout(&[
+        "logits",
+        "--model",
+        m.to_str().unwrap(),
+        "--batch",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let refs_bytes = std::fs::read(dir.join("adapters_reference.safetensors")).unwrap();
+    let refs = safetensors::SafeTensors::deserialize(&refs_bytes).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |d: &[u8]| {
+        d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>()
+    };
+    for (i, case) in ["wa_svd_r4", "wa_ties", "wa_svd_r4"].iter().enumerate() {
+        let got = f32s(st.tensor(&format!("logits.{i}")).unwrap().data());
+        let want = f32s(refs.tensor(&format!("logits.{case}")).unwrap().data());
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= 1e-4, "row {i} ({case}): {d}");
+    }
+    std::fs::write(
+        &file,
+        serde_json::json!([{"prompt_ids": [1], "adapters": parts, "combination": "ties", "density": 2.0}])
+            .to_string(),
+    )
+    .unwrap();
+    let e = err_line(&["generate", "--model", m.to_str().unwrap(), "--batch", file.to_str().unwrap()]);
+    assert!(e.contains("density"), "{e}");
 }
