@@ -1,12 +1,15 @@
 //! `bench`: prefill and decode tokens/s, median/min/max over several runs after a warm-up.
+//! With `--mixed N`, the decode throughput of a batch of N rows, each with its own adapter,
+//! against the same batch without adapters ([`super::bench_mixed`]).
 
 use std::time::Instant;
 
 use super::commands::Session;
 use super::BenchArgs;
 use crate::error::{Error, Result};
+use crate::kv::KvCache;
 use crate::lora::LoraAdapter;
-use crate::model::{LogitsMode, SeqBatch};
+use crate::model::{Compute, LlamaModel, LogitsMode, SeqBatch};
 
 /// Median, min and max of a sample.
 pub(crate) fn stats(xs: &[f64]) -> (f64, f64, f64) {
@@ -28,7 +31,8 @@ pub(crate) fn cpu_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn argmax(v: &[f32]) -> u32 {
+/// Index of the largest value (the first one on ties).
+pub(crate) fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
         if *x > v[best] {
@@ -38,7 +42,69 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
+/// `n` fixed pseudo-random token ids below `min(vocab, 32000)` from `seed` (xorshift): the
+/// same for every run and engine build.
+pub(crate) fn bench_prompt(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.max(1);
+    let limit = vocab.min(32000) as u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % limit) as u32
+        })
+        .collect()
+}
+
+/// One sequence of a timed greedy decode: its prefilled KV cache, its adapters and the
+/// logits of its last position.
+pub(crate) struct DecodeRow<'a> {
+    /// The sequence's cache, holding its prompt.
+    pub kv: &'a mut KvCache,
+    /// The sequence's weighted adapters.
+    pub adapters: &'a [(&'a LoraAdapter, f32)],
+    /// Logits of the last position so far.
+    pub logits: Vec<f32>,
+}
+
+/// Decode `steps` greedy tokens for all `rows` together: each step is one
+/// [`LlamaModel::forward`] over every row with [`LogitsMode::Last`]. Returns the seconds the
+/// steps took and, per row, the tokens fed in.
+pub(crate) fn greedy_decode(
+    model: &LlamaModel,
+    c: &mut Compute,
+    mut rows: Vec<DecodeRow<'_>>,
+    steps: usize,
+) -> Result<(f64, Vec<Vec<u32>>)> {
+    let mut chosen: Vec<Vec<u32>> = rows.iter().map(|_| Vec::with_capacity(steps)).collect();
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        let toks: Vec<u32> = rows.iter().map(|r| argmax(&r.logits)).collect();
+        let mut seqs: Vec<SeqBatch<'_>> = rows
+            .iter_mut()
+            .zip(&toks)
+            .map(|(r, t)| SeqBatch {
+                tokens: std::slice::from_ref(t),
+                kv: &mut *r.kv,
+                adapters: r.adapters,
+                logits: LogitsMode::Last,
+            })
+            .collect();
+        let out = model.forward(c, &mut seqs)?;
+        for ((r, l), (ch, t)) in rows.iter_mut().zip(out).zip(chosen.iter_mut().zip(&toks)) {
+            r.logits = l;
+            ch.push(*t);
+        }
+    }
+    Ok((t0.elapsed().as_secs_f64(), chosen))
+}
+
+/// `bench`: the single-sequence measurement, or the mixed-batch one with `--mixed`.
 pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
+    if let Some(n) = a.mixed {
+        return super::bench_mixed::bench_mixed(a, n);
+    }
     if a.runs == 0 || a.prompt_tokens == 0 {
         return Err(Error::invalid("runs/prompt-tokens", "must be > 0"));
     }
@@ -46,17 +112,9 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     let need = a.prompt_tokens + a.gen_tokens + 1;
     s.ctx = s.ctx.max(need);
     let model = &s.engine.loaded.model;
-    let vocab = model.config.vocab_size as u64;
+    let vocab = model.config.vocab_size;
     // A fixed pseudo-random prompt (the same for every run and engine build).
-    let mut x = 0x9E37_79B9u64;
-    let prompt: Vec<u32> = (0..a.prompt_tokens)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % vocab.min(32000)) as u32
-        })
-        .collect();
+    let prompt = bench_prompt(a.prompt_tokens, vocab, 0x9E37_79B9);
     let adapters = std::mem::take(&mut s.adapters);
     let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();
     let mut kv = s.kv();
@@ -64,20 +122,10 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     for run in 0..=a.runs {
         kv.clear();
         let t0 = Instant::now();
-        let mut logits = crate::generate::prefill(model, &mut s.compute, &mut kv, &prompt, &refs)?;
+        let logits = crate::generate::prefill(model, &mut s.compute, &mut kv, &prompt, &refs)?;
         let prefill_s = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        for _ in 0..a.gen_tokens {
-            let tok = argmax(&logits);
-            let mut seqs = [SeqBatch {
-                tokens: std::slice::from_ref(&tok),
-                kv: &mut kv,
-                adapters: &refs,
-                logits: LogitsMode::Last,
-            }];
-            logits = model.forward(&mut s.compute, &mut seqs)?.pop().unwrap_or_default();
-        }
-        let decode_s = t1.elapsed().as_secs_f64();
+        let rows = vec![DecodeRow { kv: &mut kv, adapters: &refs, logits }];
+        let (decode_s, _) = greedy_decode(model, &mut s.compute, rows, a.gen_tokens)?;
         if run > 0 {
             pp.push(a.prompt_tokens as f64 / prefill_s);
             if a.gen_tokens > 0 {

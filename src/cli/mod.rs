@@ -4,12 +4,13 @@
 
 mod batch;
 mod bench;
+mod bench_mixed;
 mod commands;
 mod inspect;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
 
@@ -137,12 +138,37 @@ pub struct BenchArgs {
     /// Tokens decoded per run.
     #[arg(long, default_value_t = 64)]
     pub gen_tokens: usize,
-    /// Measured runs (after one warm-up).
+    /// Measured runs (after one warm-up). With --mixed: measured (base, mixed) pairs.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Measure a batch of N rows, each with its own synthetic adapter, against the same batch
+    /// without adapters (decode throughput; --prompt-tokens and --gen-tokens are not used).
+    #[arg(long, value_name = "N")]
+    pub mixed: Option<usize>,
+    /// Rank of the synthetic adapters of --mixed.
+    #[arg(long, default_value_t = 16, requires = "mixed")]
+    pub rank: usize,
+    /// Modules the synthetic adapters of --mixed adapt.
+    #[arg(long, value_enum, default_value_t = MixedTargets::Qkvo, requires = "mixed")]
+    pub targets: MixedTargets,
+    /// Prompt tokens per row for --mixed (prefilled before each run, not timed).
+    #[arg(long, default_value_t = 16, requires = "mixed")]
+    pub batch_prompt_tokens: usize,
+    /// Decode steps per run for --mixed (each step is one forward over all N rows).
+    #[arg(long, default_value_t = 32, requires = "mixed")]
+    pub batch_gen_tokens: usize,
+}
+
+/// Which modules `bench --mixed` adapts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MixedTargets {
+    /// q_proj, k_proj, v_proj and o_proj.
+    Qkvo,
+    /// All seven linear modules (q/k/v/o and gate/up/down).
+    All,
 }
 
 /// Run a parsed command line.

@@ -285,3 +285,39 @@ fn batch_rows_with_approximate_combinations_match_peft() {
     let e = err_line(&["generate", "--model", m.to_str().unwrap(), "--batch", file.to_str().unwrap()]);
     assert!(e.contains("density"), "{e}");
 }
+
+#[test]
+fn bench_mixed_reports_base_and_mixed_batch_throughput() {
+    let model = tiny().join("model");
+    let m = model.to_str().unwrap();
+    let args =
+        ["bench", "--model", m, "--mixed", "3", "--rank", "4", "--runs", "1", "--batch-gen-tokens", "2"];
+    let b: serde_json::Value =
+        serde_json::from_str(ok_stdout(&[&args[..], &["--json"]].concat()).trim()).expect("one JSON object");
+    assert_eq!(b["mode"], "mixed");
+    assert_eq!(
+        (b["rows"].as_u64(), b["rank"].as_u64(), b["gen_tokens"].as_u64()),
+        (Some(3), Some(4), Some(2))
+    );
+    assert_eq!(b["targets"], serde_json::json!(["q_proj", "k_proj", "v_proj", "o_proj"]));
+    for side in ["base_tok_s", "mixed_tok_s", "ratio_paired"] {
+        for k in ["median", "min", "max"] {
+            assert!(b[side][k].as_f64().unwrap() > 0.0, "{side}.{k}: {b}");
+        }
+    }
+    assert!(b["ratio"].as_f64().unwrap() > 0.0, "{b}");
+    assert!(b["threads"].as_u64().unwrap() > 0 && b["isa"].is_string() && b["cpu"].is_string(), "{b}");
+    assert!(b["weight_bytes"].as_u64().unwrap() > 0, "{b}");
+    // Rank 4 on q/k/v/o of 2 layers, f32: each adapter is 4·(in + out) floats per module.
+    let each = b["adapter_bytes_each"].as_u64().unwrap();
+    assert_eq!(each, 2 * 4 * 4 * ((256 + 256) + (256 + 128) * 2 + (256 + 256)), "{b}");
+    assert_eq!(b["adapter_bytes_per_step"].as_u64(), Some(3 * each), "{b}");
+    assert!(b["rows_changed"].as_u64().is_some(), "{b}");
+    let text = ok_stdout(&args);
+    assert!(text.contains("mixed") && text.contains("ratio"), "{text}");
+    let e = err_line(&["bench", "--model", m, "--mixed", "0"]);
+    assert!(e.contains("mixed") && e.contains("> 0"), "{e}");
+    let r8 = tiny().join("adapters/r8_qv");
+    let e = err_line(&["bench", "--model", m, "--mixed", "2", "--adapter", r8.to_str().unwrap()]);
+    assert!(e.contains("--mixed builds its own adapters"), "{e}");
+}
