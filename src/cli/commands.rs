@@ -9,7 +9,7 @@ use crate::chat::{ChatMessage, ChatTemplate};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::generate::{generate as run_generate, generate_batch, BatchRow, GenerateParams, PREFILL_CHUNK};
-use crate::kv::KvCache;
+use crate::kv::{KvCache, KvType};
 use crate::lora::{load_adapter, LoraAdapter};
 use crate::model::{Compute, LoadOptions, LogitsMode, SeqBatch};
 use crate::sampling::SamplingParams;
@@ -21,6 +21,7 @@ pub(crate) struct Session {
     pub adapters: Vec<(LoraAdapter, f32)>,
     pub compute: Compute,
     pub ctx: usize,
+    pub kv_type: KvType,
 }
 
 impl Session {
@@ -43,11 +44,12 @@ impl Session {
         if ctx == 0 {
             return Err(Error::invalid("ctx", "must be > 0"));
         }
-        Ok(Session { engine, adapters, compute: Compute::new(a.threads), ctx })
+        let kv_type = KvType::parse(&a.kv)?;
+        Ok(Session { engine, adapters, compute: Compute::new(a.threads), ctx, kv_type })
     }
 
     pub fn kv(&self) -> KvCache {
-        KvCache::new(&self.engine.loaded.model.config, self.ctx)
+        KvCache::with_type(&self.engine.loaded.model.config, self.ctx, self.kv_type)
     }
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod bench_mixed;
 mod commands;
 mod inspect;
+mod perplexity;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,28 @@ pub enum Command {
     },
     /// Measure prefill and decode speed.
     Bench(BenchArgs),
+    /// Perplexity of a text file (quality of quantized weights and KV caches).
+    Perplexity(PerplexityArgs),
+}
+
+/// `perplexity` flags.
+#[derive(Debug, Args)]
+pub struct PerplexityArgs {
+    /// Model, adapters, threads, `--kv`; `--ctx` is the window length.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// UTF-8 text file to score.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Score at most this many tokens of the file (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub max_tokens: usize,
+    /// Also run with an f32 KV cache and report the largest logit difference from it.
+    #[arg(long)]
+    pub compare_f32: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Model and adapter flags shared by the commands.
@@ -57,6 +80,9 @@ pub struct ModelArgs {
     /// Context length (KV cache positions); default: the model's, capped at 4096.
     #[arg(long)]
     pub ctx: Option<usize>,
+    /// KV cache element type: f32 (exact), f16, int8 or q4.
+    #[arg(long, default_value = "f32")]
+    pub kv: String,
 }
 
 /// `generate` flags.
@@ -178,6 +204,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits(a) => commands::logits(&a),
         Command::Inspect { path } => inspect::inspect(&path),
         Command::Bench(a) => bench::bench(&a),
+        Command::Perplexity(a) => perplexity::perplexity(&a),
     }
 }
 

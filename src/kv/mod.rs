@@ -1,35 +1,156 @@
-//! The KV cache of one sequence: keys and values per layer and position, f32, contiguous.
-//! (Paged and quantized caches build on the same interface.)
+//! The KV cache of one sequence: keys and values per layer, position and KV head, stored as
+//! f32 (exact), f16, int8 (symmetric, one scale per position and head) or 4-bit (asymmetric,
+//! scale and min per position and head). Attention reads every type in place through a
+//! [`LayerView`]; nothing is expanded. (Paged caches build on the same interface.)
+
+mod quant;
+
+use half::f16;
+
+/// In-place `q · k` and `out += p · v` on cached heads of any type (used by attention).
+pub mod quant_view {
+    pub use super::quant::{axpy_view, dot_q4, dot_q8, dot_view, fwht};
+}
 
 use crate::error::{Error, Result};
 use crate::model::LlamaConfig;
 
-/// Keys and values of one sequence, `[layer][position][kv_head · head_dim]`.
+/// Element type of cached keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvType {
+    /// 32-bit floats: exact.
+    F32,
+    /// IEEE half.
+    F16,
+    /// int8 with an f32 scale per position and KV head.
+    Int8,
+    /// 4-bit with an f32 scale and min per position and KV head.
+    Q4,
+}
+
+impl KvType {
+    /// Parse `f32`, `f16`, `int8` (or `q8`) and `q4`.
+    pub fn parse(s: &str) -> Result<KvType> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "f32" => KvType::F32,
+            "f16" => KvType::F16,
+            "int8" | "q8" | "i8" => KvType::Int8,
+            "q4" | "int4" => KvType::Q4,
+            other => return Err(Error::invalid("kv", format!("'{other}' (expected f32, f16, int8 or q4)"))),
+        })
+    }
+
+    /// Bytes of one head's keys (or values) at one position, scales included.
+    pub fn head_bytes(self, head_dim: usize) -> usize {
+        match self {
+            KvType::F32 => head_dim * 4,
+            KvType::F16 => head_dim * 2,
+            KvType::Int8 => head_dim + 4,
+            KvType::Q4 => head_dim.div_ceil(2) + 8,
+        }
+    }
+}
+
+/// One tensor (keys or values) of the cache, `[layer][position][kv head][head_dim]`.
+enum Store {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Int8 { q: Vec<i8>, scale: Vec<f32> },
+    Q4 { q: Vec<u8>, scale: Vec<f32>, min: Vec<f32> },
+}
+
+impl Store {
+    fn new(kind: KvType, heads_total: usize, head_dim: usize) -> Store {
+        let n = heads_total * head_dim;
+        match kind {
+            KvType::F32 => Store::F32(vec![0.0; n]),
+            KvType::F16 => Store::F16(vec![f16::ZERO; n]),
+            KvType::Int8 => Store::Int8 { q: vec![0; n], scale: vec![0.0; heads_total] },
+            KvType::Q4 => Store::Q4 {
+                q: vec![0; heads_total * head_dim.div_ceil(2)],
+                scale: vec![0.0; heads_total],
+                min: vec![0.0; heads_total],
+            },
+        }
+    }
+
+    /// Write one head vector at head slot `h` (global index over layer/position/head).
+    fn put(&mut self, h: usize, x: &[f32]) {
+        let d = x.len();
+        match self {
+            Store::F32(v) => v[h * d..(h + 1) * d].copy_from_slice(x),
+            Store::F16(v) => {
+                for (o, xv) in v[h * d..(h + 1) * d].iter_mut().zip(x) {
+                    *o = f16::from_f32(*xv);
+                }
+            }
+            Store::Int8 { q, scale } => scale[h] = quant::quantize_q8(x, &mut q[h * d..(h + 1) * d]),
+            Store::Q4 { q, scale, min } => {
+                let hb = d.div_ceil(2);
+                (scale[h], min[h]) = quant::quantize_q4(x, &mut q[h * hb..(h + 1) * hb]);
+            }
+        }
+    }
+}
+
+/// One layer's keys or values for positions `0..n`, read in place.
+pub enum LayerView<'a> {
+    /// f32 values, `[pos][head][d]`.
+    F32(&'a [f32]),
+    /// f16 values.
+    F16(&'a [f16]),
+    /// int8 values and a scale per (pos, head).
+    Int8(&'a [i8], &'a [f32]),
+    /// Packed nibbles (`d/2` bytes per head) with scale and min per (pos, head).
+    Q4(&'a [u8], &'a [f32], &'a [f32]),
+}
+
+/// Keys and values of one sequence.
 pub struct KvCache {
+    kind: KvType,
     n_layers: usize,
-    kv_dim: usize,
+    n_heads: usize,
+    head_dim: usize,
     capacity: usize,
     len: usize,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Store,
+    v: Store,
 }
 
 impl KvCache {
-    /// A cache for up to `capacity` positions of a model with `cfg`.
+    /// An f32 cache for up to `capacity` positions of a model with `cfg`.
     pub fn new(cfg: &LlamaConfig, capacity: usize) -> KvCache {
-        let kv_dim = cfg.kv_dim();
-        let n = cfg.num_layers * capacity * kv_dim;
-        KvCache { n_layers: cfg.num_layers, kv_dim, capacity, len: 0, k: vec![0.0; n], v: vec![0.0; n] }
+        KvCache::with_type(cfg, capacity, KvType::F32)
+    }
+
+    /// A cache of element type `kind`.
+    pub fn with_type(cfg: &LlamaConfig, capacity: usize, kind: KvType) -> KvCache {
+        let heads_total = cfg.num_layers * capacity * cfg.num_kv_heads;
+        KvCache {
+            kind,
+            n_layers: cfg.num_layers,
+            n_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+            capacity,
+            len: 0,
+            k: Store::new(kind, heads_total, cfg.head_dim),
+            v: Store::new(kind, heads_total, cfg.head_dim),
+        }
+    }
+
+    /// Element type.
+    pub fn kind(&self) -> KvType {
+        self.kind
+    }
+
+    /// Bytes one cached position costs (keys and values of every layer, scales included).
+    pub fn bytes_per_position(&self) -> usize {
+        self.n_layers * self.n_heads * self.kind.head_bytes(self.head_dim) * 2
     }
 
     /// Bytes held by this cache.
     pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * 4
-    }
-
-    /// Bytes one cached position costs.
-    pub fn bytes_per_position(&self) -> usize {
-        self.n_layers * self.kv_dim * 2 * 4
+        self.bytes_per_position() * self.capacity
     }
 
     /// Positions filled.
@@ -74,30 +195,131 @@ impl KvCache {
         self.len += n;
     }
 
+    /// Width of one position's keys (kv heads × head dim).
+    pub fn kv_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Head slot of (layer, position, head 0).
     #[inline]
-    fn at(&self, layer: usize, pos: usize) -> usize {
-        (layer * self.capacity + pos) * self.kv_dim
+    fn slot(&self, layer: usize, pos: usize) -> usize {
+        (layer * self.capacity + pos) * self.n_heads
+    }
+
+    /// True when heads are stored rotated by the normalized Hadamard transform (int8 and q4
+    /// caches whose head width is a power of two, at most 256): readers rotate queries the same way and
+    /// rotate the attention output back (`q·k = Hq·Hk`, `Σ p·v = H Σ p·Hv`).
+    pub fn rotated(&self) -> bool {
+        matches!(self.kind, KvType::Int8 | KvType::Q4)
+            && self.head_dim.is_power_of_two()
+            && self.head_dim <= 256
+    }
+
+    /// Write key and value rows (`[rows][kv_dim]`) for `layer` at positions `pos..`.
+    pub fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let d = self.head_dim;
+        let base = self.slot(layer, pos);
+        let rotate = self.rotated();
+        let mut buf = vec![0.0f32; if rotate { 2 * d } else { 0 }];
+        for (i, (kh, vh)) in k.chunks_exact(d).zip(v.chunks_exact(d)).enumerate() {
+            if rotate {
+                let (rk, rv) = buf.split_at_mut(d);
+                rk.copy_from_slice(kh);
+                rv.copy_from_slice(vh);
+                quant::fwht(rk);
+                quant::fwht(rv);
+                self.k.put(base + i, rk);
+                self.v.put(base + i, rv);
+            } else {
+                self.k.put(base + i, kh);
+                self.v.put(base + i, vh);
+            }
+        }
+    }
+
+    fn view<'a>(&self, s: &'a Store, layer: usize, n: usize) -> LayerView<'a> {
+        let (h0, h1) = (self.slot(layer, 0), self.slot(layer, n));
+        let d = self.head_dim;
+        match s {
+            Store::F32(v) => LayerView::F32(&v[h0 * d..h1 * d]),
+            Store::F16(v) => LayerView::F16(&v[h0 * d..h1 * d]),
+            Store::Int8 { q, scale } => LayerView::Int8(&q[h0 * d..h1 * d], &scale[h0..h1]),
+            Store::Q4 { q, scale, min } => {
+                let hb = d.div_ceil(2);
+                LayerView::Q4(&q[h0 * hb..h1 * hb], &scale[h0..h1], &min[h0..h1])
+            }
+        }
     }
 
     /// Keys of `layer` for positions `0..n`.
-    pub fn keys(&self, layer: usize, n: usize) -> &[f32] {
-        &self.k[self.at(layer, 0)..self.at(layer, n)]
+    pub fn keys(&self, layer: usize, n: usize) -> LayerView<'_> {
+        self.view(&self.k, layer, n)
     }
 
     /// Values of `layer` for positions `0..n`.
-    pub fn values(&self, layer: usize, n: usize) -> &[f32] {
-        &self.v[self.at(layer, 0)..self.at(layer, n)]
+    pub fn values(&self, layer: usize, n: usize) -> LayerView<'_> {
+        self.view(&self.v, layer, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::Arch;
+
+    fn cfg() -> LlamaConfig {
+        LlamaConfig {
+            arch: Arch::Llama,
+            hidden_size: 128,
+            intermediate_size: 64,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 32,
+            vocab_size: 8,
+            max_position_embeddings: 16,
+            rope_theta: 1e4,
+            rope_scaling: None,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: true,
+            attention_bias: false,
+        }
     }
 
-    /// Write key and value rows for `layer` at positions `pos..pos + rows`.
-    pub fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let (s, e) = (self.at(layer, pos), self.at(layer, pos) + k.len());
-        self.k[s..e].copy_from_slice(k);
-        self.v[s..e].copy_from_slice(v);
+    #[test]
+    fn bytes_per_position_by_type() {
+        let c = cfg();
+        assert_eq!(KvCache::with_type(&c, 4, KvType::F32).bytes_per_position(), 2 * 2 * 32 * 4 * 2);
+        assert_eq!(KvCache::with_type(&c, 4, KvType::F16).bytes_per_position(), 2 * 2 * 32 * 2 * 2);
+        assert_eq!(KvCache::with_type(&c, 4, KvType::Int8).bytes_per_position(), 2 * 2 * 36 * 2);
+        assert_eq!(KvCache::with_type(&c, 4, KvType::Q4).bytes_per_position(), 2 * 2 * 24 * 2);
+        assert!(KvType::parse("q3").is_err());
     }
 
-    /// Width of one position's keys (kv heads × head dim).
-    pub fn kv_dim(&self) -> usize {
-        self.kv_dim
+    #[test]
+    fn every_type_reads_back_what_was_written() {
+        let c = cfg();
+        let x: Vec<f32> = crate::test_util::pseudo_random(2 * 64, 5);
+        for (kind, tol) in [(KvType::F32, 0.0), (KvType::F16, 1e-3), (KvType::Int8, 1e-2), (KvType::Q4, 0.07)]
+        {
+            let mut kv = KvCache::with_type(&c, 4, kind);
+            kv.write(1, 2, &x[..64], &x[64..]);
+            kv.advance(3);
+            let mut q: Vec<f32> = (0..32).map(|i| if i == 5 { 1.0 } else { 0.0 }).collect();
+            if kv.rotated() {
+                quant::fwht(&mut q);
+            }
+            // Dotting with a one-hot vector reads element 5 of head 1 at position 2.
+            let got = crate::kv::quant::dot_view(&kv.keys(1, 3), 2 * 2 + 1, &q, 32);
+            assert!((got - x[32 + 5]).abs() <= tol, "{kind:?}: {got} vs {}", x[32 + 5]);
+            let mut out = vec![0.0; 32];
+            crate::kv::quant::axpy_view(&kv.values(1, 3), 2 * 2, 1.0, &mut out, 32);
+            if kv.rotated() {
+                quant::fwht(&mut out);
+            }
+            for (a, b) in out.iter().zip(&x[64..96]) {
+                assert!((a - b).abs() <= tol, "{kind:?}: {a} vs {b}");
+            }
+        }
     }
 }

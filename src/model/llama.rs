@@ -9,7 +9,8 @@
 use crate::backend::cpu::pool::{chunking, SharedOut};
 use crate::backend::cpu::{matmul, matmul_many, Kernels, MatJob, ThreadPool, Workspace};
 use crate::error::{Error, Result};
-use crate::kv::KvCache;
+use crate::kv::quant_view::{axpy_view, dot_view, fwht};
+use crate::kv::{KvCache, LayerView};
 use crate::lora::{apply_lora, LoraAdapter, Module};
 use crate::tensor::QMatrix;
 
@@ -375,8 +376,8 @@ impl LlamaModel {
         scores: &[parking_lot::Mutex<Vec<f32>>],
     ) {
         let cfg = &self.config;
-        let (hd, nh, kvd) = (cfg.head_dim, cfg.num_heads, cfg.kv_dim());
-        let group = nh / cfg.num_kv_heads;
+        let (hd, nh, nkvh) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let group = nh / nkvh;
         let qd = nh * hd;
         let scale = 1.0 / (hd as f32).sqrt();
         // (sequence, first row, position of the first row) for each row.
@@ -398,13 +399,25 @@ impl LlamaModel {
                 let keys = kv.keys(li, n_ctx);
                 let vals = kv.values(li, n_ctx);
                 let kh = head / group;
-                let qv = &q[t * qd + head * hd..t * qd + (head + 1) * hd];
+                let rotated = kv.rotated();
+                let mut qrot = [0.0f32; 256];
+                let qv = if rotated {
+                    qrot[..hd].copy_from_slice(&q[t * qd + head * hd..t * qd + (head + 1) * hd]);
+                    fwht(&mut qrot[..hd]);
+                    &qrot[..hd]
+                } else {
+                    &q[t * qd + head * hd..t * qd + (head + 1) * hd]
+                };
                 if sc.len() < n_ctx {
                     sc.resize(n_ctx, 0.0);
                 }
                 let mut max = f32::NEG_INFINITY;
                 for (j, s) in sc[..n_ctx].iter_mut().enumerate() {
-                    *s = (kern.dot_f32)(qv, &keys[j * kvd + kh * hd..j * kvd + (kh + 1) * hd]) * scale;
+                    let slot = j * nkvh + kh;
+                    *s = match keys {
+                        LayerView::F32(k) => (kern.dot_f32)(qv, &k[slot * hd..(slot + 1) * hd]),
+                        _ => dot_view(&keys, slot, qv, hd),
+                    } * scale;
                     max = max.max(*s);
                 }
                 let mut sum = 0.0;
@@ -419,10 +432,10 @@ impl LlamaModel {
                 o.fill(0.0);
                 for (j, s) in sc[..n_ctx].iter().enumerate() {
                     let p = s * inv;
-                    let vr = &vals[j * kvd + kh * hd..j * kvd + (kh + 1) * hd];
-                    for (ov, vv) in o.iter_mut().zip(vr) {
-                        *ov += p * vv;
-                    }
+                    axpy_view(&vals, j * nkvh + kh, p, o, hd);
+                }
+                if rotated {
+                    fwht(o);
                 }
             }
         });

@@ -135,3 +135,25 @@ fn alpha_over_r_instead_of_rslora_is_caught() {
     let d = max_abs_diff(&refs["logits.p0.r4_rslora_all"].1, &logits(&m, &mut c, ids, &[(&wrong, 1.0)]));
     assert!(d > 100.0 * TOL, "alpha/r changed the logits by only {d}");
 }
+
+/// Quantized KV caches stay near the f32 reference on the tiny model (its logits have a std
+/// of ~3.5; a random model has no outlier channels, so Hadamard rotation helps little here):
+/// f16 within 0.01, int8 within 0.2, q4 within 1.0 max abs.
+#[test]
+fn quantized_kv_caches_stay_close_to_the_reference() {
+    use loradock::kv::{KvCache, KvType};
+    use loradock::model::{LogitsMode, SeqBatch};
+    let j = reference_json();
+    let refs = reference_logits();
+    let m = model(&tiny().join("model"));
+    let mut c = Compute::new(2);
+    let (_, ids) = &prompts(&j)[0];
+    for (kind, tol) in [(KvType::F16, 0.01), (KvType::Int8, 0.2), (KvType::Q4, 1.0)] {
+        let mut kv = KvCache::with_type(&m.config, 64, kind);
+        let mut s = [SeqBatch { tokens: ids, kv: &mut kv, adapters: &[], logits: LogitsMode::All }];
+        let got = m.forward(&mut c, &mut s).unwrap().pop().unwrap();
+        let d = max_abs_diff(&refs["logits.p0.base"].1, &got);
+        eprintln!("{kind:?} KV: max abs diff {d:.4}");
+        assert!(d <= tol, "{kind:?}: {d}");
+    }
+}
