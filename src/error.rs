@@ -80,6 +80,31 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The adapter store could not fetch or keep an adapter: a refused source (outside the
+    /// configured roots, unknown scheme), an HTTP status, a size cap, a truncated body,
+    /// unverified content, a cache failure.
+    Store {
+        /// The adapter source (path or URL) or cache entry involved.
+        source: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Fetched content does not hash to the digest the caller expected.
+    DigestMismatch {
+        /// The adapter source (path or URL).
+        source: String,
+        /// Digest expected (`sha256:<hex>`).
+        expected: String,
+        /// Digest of the bytes received.
+        found: String,
+    },
+    /// A network operation ran past its time limit.
+    Timeout {
+        /// The URL involved.
+        source: String,
+        /// Which limit, in words (e.g. "no data for 300 ms").
+        reason: String,
+    },
 }
 
 impl Error {
@@ -117,6 +142,11 @@ impl Error {
     pub fn tokenizer(reason: impl Into<String>) -> Self {
         Error::Tokenizer { reason: reason.into() }
     }
+
+    /// An [`Error::Store`].
+    pub fn store(source: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Store { source: source.into(), reason: reason.into() }
+    }
 }
 
 fn dims(d: &[usize]) -> String {
@@ -146,6 +176,11 @@ impl fmt::Display for Error {
             Error::Adapter { adapter, tensor: None, reason } => write!(f, "adapter {adapter}: {reason}"),
             Error::Tokenizer { reason } => write!(f, "tokenizer: {reason}"),
             Error::InvalidArgument { name, reason } => write!(f, "invalid argument '{name}': {reason}"),
+            Error::Store { source, reason } => write!(f, "{source}: {reason}"),
+            Error::DigestMismatch { source, expected, found } => {
+                write!(f, "{source}: digest mismatch: expected {expected}, found {found}")
+            }
+            Error::Timeout { source, reason } => write!(f, "{source}: timed out: {reason}"),
         }
     }
 }
