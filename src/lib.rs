@@ -9,6 +9,7 @@
 //! - [`kv`]: the KV cache.
 //! - [`tokenizer`], [`chat`], [`sampling`]: text ↔ ids, chat templates, token selection.
 //! - [`generate`]: the prefill/decode loop that ties them together.
+//! - [`store`]: adapter sources, digests, downloads and the disk and RAM caches.
 
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod kv;
 pub mod lora;
 pub mod model;
 pub mod sampling;
+pub mod store;
 pub mod tensor;
 pub mod tokenizer;
 
