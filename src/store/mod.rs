@@ -1,8 +1,367 @@
-//! The adapter store: adapter sources and the digests that name adapters. (Downloads, caches
-//! and the `Store` itself follow.)
+//! The adapter store: one per runtime, shared by every device's fetcher. It turns an adapter
+//! source (a path, `file://`, `http(s)://`) and an expected digest into verified bytes in host
+//! RAM, downloading each adapter at most once.
+//!
+//! - **Identity.** Adapters are named by [`Digest`]: `sha256:<hex>` of a GGUF LoRA file, or of
+//!   the canonical manifest of a PEFT adapter's two files (see [`digest`] for the exact
+//!   definition; `sha256sum adapter_config.json adapter_model.safetensors | sha256sum`).
+//! - **Verification.** Content is hashed as it arrives and compared with the expected digest;
+//!   a mismatch is an [`Error::DigestMismatch`] naming both. A fetch without an expected digest
+//!   is refused unless [`StoreConfig::allow_unverified`]; then the computed digest is recorded
+//!   in [`FetchedAdapter::digest`] and the source is read again on every such fetch (it may
+//!   change), while the result is still cached under its digest for fetches that name it.
+//! - **Single flight.** Concurrent fetches of one digest (or, without a digest, one source)
+//!   share one fetch: the first caller does it, the others block until it ends and get its
+//!   outcome, error included. A follower whose own source differs is not retried from it.
+//! - **Bounded downloads.** At most [`StoreConfig::max_concurrent_downloads`] adapters are
+//!   downloaded at once; others wait their turn.
+//! - **Caches.** A host-RAM cache (LRU under [`StoreConfig::ram_budget_bytes`], see
+//!   `ram.rs`: it counts the bytes it keeps alive; an evicted adapter still held elsewhere stays
+//!   in memory until its last `Arc` goes) and a disk cache of downloads (LRU under
+//!   [`StoreConfig::disk_cap_bytes`], entries named by digest, re-hashed when read). Lookup
+//!   order for a fetch with a digest: RAM, disk, source. Local sources are read in place, not
+//!   copied to the disk cache. With a digest, a cached copy is served whatever the source.
+//! - **Jail.** Local sources must resolve inside [`StoreConfig::roots`] (see [`source`]).
+//!
+//! The API is blocking and the [`Store`] is `Send + Sync`: the runtime calls it from blocking
+//! tasks. IPFS (`ipfs://CID` through gateways, CAR responses verified block by block) is not
+//! supported yet; [`Digest`] and [`Source`] are enums ready to take it.
 
 pub mod digest;
+mod disk;
+mod fetched;
+mod flight;
+pub mod http;
+mod ram;
 pub mod source;
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
 pub use digest::Digest;
+pub use fetched::{AdapterFile, FetchedAdapter, GGUF_FILE};
+pub use http::HttpConfig;
 pub use source::{Layout, Source};
+
+use crate::error::{Error, Result};
+use digest::PEFT_FILES;
+use disk::DiskCache;
+use flight::{Flights, Role, Semaphore};
+use http::HttpClient;
+use ram::RamCache;
+
+/// Everything a [`Store`] needs; every size and count is a limit.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directories local sources must resolve inside. Empty: local sources are refused.
+    pub roots: Vec<PathBuf>,
+    /// Disk cache directory (created if missing; one store per directory).
+    pub cache_dir: PathBuf,
+    /// Most bytes of downloaded adapters kept on disk.
+    pub disk_cap_bytes: u64,
+    /// Most bytes of adapters the RAM cache keeps alive.
+    pub ram_budget_bytes: u64,
+    /// Most adapters downloaded at once (at least 1, at most 256).
+    pub max_concurrent_downloads: usize,
+    /// HTTP time limits, retries and size cap.
+    pub http: HttpConfig,
+    /// Accept fetches without an expected digest (their content cannot be verified).
+    pub allow_unverified: bool,
+}
+
+impl StoreConfig {
+    /// Defaults around `cache_dir`: no roots, 16 GiB of disk, 2 GiB of RAM, 4 concurrent
+    /// downloads, [`HttpConfig::default`], unverified content refused.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            roots: Vec::new(),
+            cache_dir: cache_dir.into(),
+            disk_cap_bytes: 16 << 30,
+            ram_budget_bytes: 2 << 30,
+            max_concurrent_downloads: 4,
+            http: HttpConfig::default(),
+            allow_unverified: false,
+        }
+    }
+}
+
+/// Counters since the store was created, and current sizes. A snapshot; fields are plain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Calls to [`Store::fetch`].
+    pub fetches: u64,
+    /// Fetches answered from the RAM cache.
+    pub ram_hits: u64,
+    /// Fetches answered from the disk cache.
+    pub disk_hits: u64,
+    /// Fetches that waited on another caller's fetch of the same key.
+    pub coalesced: u64,
+    /// Adapters read from local sources.
+    pub local_reads: u64,
+    /// Adapters downloaded (a PEFT adapter's two files count once), successful or not.
+    pub network_downloads: u64,
+    /// Bytes received over the network in successful downloads.
+    pub bytes_downloaded: u64,
+    /// Fetches that ended in an error.
+    pub failures: u64,
+    /// Bytes the RAM cache keeps alive.
+    pub ram_bytes: u64,
+    /// Bytes of the disk cache's entries.
+    pub disk_bytes: u64,
+    /// Fetches in progress now (single-flight leaders).
+    pub in_flight: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    ram_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    coalesced: AtomicU64,
+    local_reads: AtomicU64,
+    network_downloads: AtomicU64,
+    bytes_downloaded: AtomicU64,
+    failures: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// Single-flight key: the digest when one is expected, else the source.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Digest(Digest),
+    Source(Source),
+}
+
+/// The adapter store (see the module docs). `Send + Sync`; share it behind an `Arc`.
+pub struct Store {
+    cfg: StoreConfig,
+    roots: Vec<PathBuf>,
+    http: HttpClient,
+    disk: DiskCache,
+    ram: RamCache,
+    flights: Flights<Key, Arc<FetchedAdapter>>,
+    downloads: Semaphore,
+    counters: Counters,
+}
+
+impl Store {
+    /// Check `cfg`, canonicalize the roots, open the disk cache (taking its lock, indexing
+    /// what a previous store left, evicting down to the cap).
+    pub fn new(cfg: StoreConfig) -> Result<Store> {
+        if !(1..=256).contains(&cfg.max_concurrent_downloads) {
+            return Err(Error::invalid("max_concurrent_downloads", "must be between 1 and 256"));
+        }
+        let roots = source::canonical_roots(&cfg.roots)?;
+        let http = HttpClient::new(&cfg.http)?;
+        let disk = DiskCache::open(&cfg.cache_dir, cfg.disk_cap_bytes)?;
+        Ok(Store {
+            roots,
+            http,
+            disk,
+            ram: RamCache::new(cfg.ram_budget_bytes),
+            flights: Flights::new(),
+            downloads: Semaphore::new(cfg.max_concurrent_downloads),
+            counters: Counters::default(),
+            cfg,
+        })
+    }
+
+    /// The adapter at `source`, verified against `expected` (see the module docs for the
+    /// lookup order, single flight and what is refused). Blocks until done.
+    ///
+    /// Errors: [`Error::Store`] (refused source, HTTP status, size cap, truncated body,
+    /// unverified content), [`Error::DigestMismatch`], [`Error::Timeout`], [`Error::Io`] — each
+    /// naming the source. The store keeps serving after any of them.
+    pub fn fetch(&self, source: &Source, expected: Option<Digest>) -> Result<Arc<FetchedAdapter>> {
+        bump(&self.counters.fetches, 1);
+        let r = self.fetch_inner(source, expected);
+        if r.is_err() {
+            bump(&self.counters.failures, 1);
+        }
+        r
+    }
+
+    fn fetch_inner(&self, source: &Source, expected: Option<Digest>) -> Result<Arc<FetchedAdapter>> {
+        if expected.is_none() && !self.cfg.allow_unverified {
+            return Err(Error::store(
+                source.display(),
+                "no expected digest given, and unverified content is not allowed (allow_unverified)",
+            ));
+        }
+        if let Some(a) = expected.and_then(|d| self.ram.get(&d)) {
+            bump(&self.counters.ram_hits, 1);
+            return Ok(a);
+        }
+        let key = expected.map_or_else(|| Key::Source(source.clone()), Key::Digest);
+        match self.flights.join(key) {
+            Role::Follower(f) => {
+                bump(&self.counters.coalesced, 1);
+                f.wait()
+            }
+            Role::Leader(l) => {
+                let outcome = self.lead(source, expected);
+                l.finish(outcome)
+            }
+        }
+    }
+
+    /// The work of one fetch: RAM again (a leader may just have finished), disk, source.
+    fn lead(&self, source: &Source, expected: Option<Digest>) -> Result<Arc<FetchedAdapter>> {
+        if let Some(d) = expected {
+            if let Some(a) = self.ram.get(&d) {
+                bump(&self.counters.ram_hits, 1);
+                return Ok(a);
+            }
+            if let Some(a) = self.read_disk_entry(&d) {
+                bump(&self.counters.disk_hits, 1);
+                let a = Arc::new(a);
+                self.ram.insert(&a);
+                return Ok(a);
+            }
+        }
+        let a = match source {
+            Source::Local { path, layout } => {
+                let files = source::resolve_local(path, *layout, &self.roots)?;
+                bump(&self.counters.local_reads, 1);
+                let a = read_files(*layout, &files)?;
+                check(source, expected, a.digest())?;
+                a
+            }
+            Source::Http { url, layout } => self.download(source, url, *layout, expected)?,
+        };
+        let a = Arc::new(a);
+        self.ram.insert(&a);
+        Ok(a)
+    }
+
+    /// The adapter from the disk cache if present and intact; a bad entry is removed.
+    fn read_disk_entry(&self, d: &Digest) -> Option<FetchedAdapter> {
+        let (layout, files) = self.disk.get(d)?;
+        match read_files(layout, &files) {
+            Ok(a) if a.digest() == *d => Some(a),
+            Ok(a) => {
+                log::warn!("store: disk cache entry {d} hashes to {}; dropping it", a.digest());
+                self.disk.remove(d);
+                None
+            }
+            Err(e) => {
+                log::warn!("store: disk cache entry {d} unreadable ({e}); dropping it");
+                self.disk.remove(d);
+                None
+            }
+        }
+    }
+
+    /// Download under a permit into a temp entry, verify, commit to the disk cache.
+    fn download(
+        &self,
+        source: &Source,
+        url: &str,
+        layout: Layout,
+        expected: Option<Digest>,
+    ) -> Result<FetchedAdapter> {
+        let _permit = self.downloads.acquire();
+        bump(&self.counters.network_downloads, 1);
+        let tmp = self.disk.temp_entry()?;
+        let names = file_names(layout);
+        let mut files = Vec::with_capacity(names.len());
+        let mut hashes = Vec::with_capacity(names.len());
+        for name in names {
+            let file_url = match layout {
+                Layout::PeftDir => format!("{url}/{name}"),
+                Layout::GgufFile => url.to_string(),
+            };
+            let got = self.http.download(&file_url, &tmp.path(name))?;
+            bump(&self.counters.bytes_downloaded, got.bytes.len() as u64);
+            hashes.push(got.sha256);
+            files.push(AdapterFile { name, bytes: got.bytes.into() });
+        }
+        let digest = combine(layout, &hashes);
+        check(source, expected, digest)?;
+        let a = FetchedAdapter::new(digest, layout, files);
+        if let Err(e) = self.disk.commit(tmp, digest, layout, a.total_bytes()) {
+            log::warn!("store: could not keep {digest} in the disk cache: {e}");
+        }
+        Ok(a)
+    }
+
+    /// Counters and sizes now.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreStats {
+            fetches: get(&c.fetches),
+            ram_hits: get(&c.ram_hits),
+            disk_hits: get(&c.disk_hits),
+            coalesced: get(&c.coalesced),
+            local_reads: get(&c.local_reads),
+            network_downloads: get(&c.network_downloads),
+            bytes_downloaded: get(&c.bytes_downloaded),
+            failures: get(&c.failures),
+            ram_bytes: self.ram.bytes(),
+            disk_bytes: self.disk.total_bytes(),
+            in_flight: self.flights.len() as u64,
+        }
+    }
+
+    /// The configuration the store was built with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+}
+
+/// `Err(DigestMismatch)` when a digest was expected and `found` differs.
+fn check(source: &Source, expected: Option<Digest>, found: Digest) -> Result<()> {
+    match expected {
+        Some(e) if e != found => Err(Error::DigestMismatch {
+            source: source.display(),
+            expected: e.to_string(),
+            found: found.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Read and hash an adapter's files (paths in layout order) into memory.
+fn read_files(layout: Layout, paths: &[PathBuf]) -> Result<FetchedAdapter> {
+    let names = file_names(layout);
+    debug_assert_eq!(names.len(), paths.len(), "one path per file of the layout");
+    let mut files = Vec::with_capacity(names.len());
+    let mut hashes = Vec::with_capacity(names.len());
+    for (name, path) in names.iter().zip(paths) {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        hashes.push(<[u8; 32]>::from(Sha256::digest(&bytes)));
+        files.push(AdapterFile { name, bytes: bytes.into() });
+    }
+    Ok(FetchedAdapter::new(combine(layout, &hashes), layout, files))
+}
+
+/// The files of a layout, in manifest order.
+fn file_names(layout: Layout) -> &'static [&'static str] {
+    match layout {
+        Layout::PeftDir => &PEFT_FILES,
+        Layout::GgufFile => &[GGUF_FILE],
+    }
+}
+
+/// The adapter digest from its files' sha256 values (in [`file_names`] order).
+fn combine(layout: Layout, hashes: &[[u8; 32]]) -> Digest {
+    assert_eq!(hashes.len(), file_names(layout).len(), "one hash per file of the layout");
+    match layout {
+        Layout::PeftDir => Digest::of_peft(&hashes[0], &hashes[1]),
+        Layout::GgufFile => Digest::Sha256(hashes[0]),
+    }
+}
+
+/// Compile-time check that the store can be shared across threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Store>();
+    shared::<FetchedAdapter>();
+};
