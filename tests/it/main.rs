@@ -9,3 +9,4 @@ mod gguf;
 mod mixed;
 mod parity;
 mod smollm2;
+mod store;
