@@ -24,7 +24,7 @@ pub enum KvType {
     F16,
     /// int8 with an f32 scale per position and KV head.
     Int8,
-    /// 4-bit with an f32 scale and min per position and KV head.
+    /// 4-bit with an f32 scale and min per 32 values of each position and KV head.
     Q4,
 }
 
@@ -46,9 +46,17 @@ impl KvType {
             KvType::F32 => head_dim * 4,
             KvType::F16 => head_dim * 2,
             KvType::Int8 => head_dim + 4,
-            KvType::Q4 => head_dim.div_ceil(2) + 8,
+            KvType::Q4 => head_dim.div_ceil(2) + 8 * q4_blocks(head_dim),
         }
     }
+}
+
+/// Values per q4 block (scale and min per block).
+pub const Q4_BLOCK: usize = 32;
+
+/// q4 blocks per head.
+pub fn q4_blocks(head_dim: usize) -> usize {
+    head_dim.div_ceil(Q4_BLOCK)
 }
 
 /// One tensor (keys or values) of the cache, `[layer][position][kv head][head_dim]`.
@@ -68,8 +76,8 @@ impl Store {
             KvType::Int8 => Store::Int8 { q: vec![0; n], scale: vec![0.0; heads_total] },
             KvType::Q4 => Store::Q4 {
                 q: vec![0; heads_total * head_dim.div_ceil(2)],
-                scale: vec![0.0; heads_total],
-                min: vec![0.0; heads_total],
+                scale: vec![0.0; heads_total * q4_blocks(head_dim)],
+                min: vec![0.0; heads_total * q4_blocks(head_dim)],
             },
         }
     }
@@ -86,8 +94,12 @@ impl Store {
             }
             Store::Int8 { q, scale } => scale[h] = quant::quantize_q8(x, &mut q[h * d..(h + 1) * d]),
             Store::Q4 { q, scale, min } => {
-                let hb = d.div_ceil(2);
-                (scale[h], min[h]) = quant::quantize_q4(x, &mut q[h * hb..(h + 1) * hb]);
+                let (hb, nb) = (d.div_ceil(2), q4_blocks(d));
+                for (b, xb) in x.chunks(Q4_BLOCK).enumerate() {
+                    let at = h * hb + b * Q4_BLOCK / 2;
+                    let codes = &mut q[at..at + xb.len().div_ceil(2)];
+                    (scale[h * nb + b], min[h * nb + b]) = quant::quantize_q4(xb, codes);
+                }
             }
         }
     }
@@ -101,7 +113,7 @@ pub enum LayerView<'a> {
     F16(&'a [f16]),
     /// int8 values and a scale per (pos, head).
     Int8(&'a [i8], &'a [f32]),
-    /// Packed nibbles (`d/2` bytes per head) with scale and min per (pos, head).
+    /// Packed nibbles (`d/2` bytes per head) with scale and min per (pos, head, 32-block).
     Q4(&'a [u8], &'a [f32], &'a [f32]),
 }
 
@@ -245,8 +257,8 @@ impl KvCache {
             Store::F16(v) => LayerView::F16(&v[h0 * d..h1 * d]),
             Store::Int8 { q, scale } => LayerView::Int8(&q[h0 * d..h1 * d], &scale[h0..h1]),
             Store::Q4 { q, scale, min } => {
-                let hb = d.div_ceil(2);
-                LayerView::Q4(&q[h0 * hb..h1 * hb], &scale[h0..h1], &min[h0..h1])
+                let (hb, nb) = (d.div_ceil(2), q4_blocks(d));
+                LayerView::Q4(&q[h0 * hb..h1 * hb], &scale[h0 * nb..h1 * nb], &min[h0 * nb..h1 * nb])
             }
         }
     }
@@ -293,6 +305,7 @@ mod tests {
         assert_eq!(KvCache::with_type(&c, 4, KvType::F16).bytes_per_position(), 2 * 2 * 32 * 2 * 2);
         assert_eq!(KvCache::with_type(&c, 4, KvType::Int8).bytes_per_position(), 2 * 2 * 36 * 2);
         assert_eq!(KvCache::with_type(&c, 4, KvType::Q4).bytes_per_position(), 2 * 2 * 24 * 2);
+        assert_eq!(KvType::Q4.head_bytes(64), 32 + 16);
         assert!(KvType::parse("q3").is_err());
     }
 

@@ -82,8 +82,15 @@ pub fn dot_view(view: &LayerView<'_>, h: usize, q: &[f32], d: usize) -> f32 {
         LayerView::F16(k) => k[h * d..(h + 1) * d].iter().zip(q).map(|(a, b)| a.to_f32() * b).sum(),
         LayerView::Int8(k, s) => s[h] * dot_q8(q, &k[h * d..(h + 1) * d]),
         LayerView::Q4(k, s, m) => {
-            let hb = d.div_ceil(2);
-            s[h] * dot_q4(q, &k[h * hb..(h + 1) * hb]) + m[h] * q.iter().sum::<f32>()
+            let (hb, nb) = (d.div_ceil(2), super::q4_blocks(d));
+            let codes = &k[h * hb..(h + 1) * hb];
+            q.chunks(super::Q4_BLOCK)
+                .enumerate()
+                .map(|(b, qb)| {
+                    let cb = &codes[b * super::Q4_BLOCK / 2..];
+                    s[h * nb + b] * dot_q4(qb, cb) + m[h * nb + b] * qb.iter().sum::<f32>()
+                })
+                .sum()
         }
     }
 }
@@ -101,9 +108,10 @@ pub fn axpy_view(view: &LayerView<'_>, h: usize, p: f32, out: &mut [f32], d: usi
             out.iter_mut().zip(&v[h * d..(h + 1) * d]).for_each(|(o, x)| *o += ps * *x as f32);
         }
         LayerView::Q4(v, s, m) => {
-            let hb = d.div_ceil(2);
-            let (ps, pm) = (p * s[h], p * m[h]);
+            let (hb, nb) = (d.div_ceil(2), super::q4_blocks(d));
             for (i, c) in v[h * hb..(h + 1) * hb].iter().enumerate() {
+                let b = h * nb + 2 * i / super::Q4_BLOCK;
+                let (ps, pm) = (p * s[b], p * m[b]);
                 out[2 * i] += ps * (c & 0x0f) as f32 + pm;
                 if let Some(o) = out.get_mut(2 * i + 1) {
                     *o += ps * (c >> 4) as f32 + pm;

