@@ -27,7 +27,6 @@
 //! changing callers.
 
 use std::fmt;
-use std::io::Read;
 
 use sha2::{Digest as _, Sha256};
 
@@ -138,22 +137,6 @@ impl std::str::FromStr for Digest {
 /// The canonical PEFT manifest (see the module docs) for the two files' sha256 values.
 pub fn peft_manifest(config_sha256: &[u8; 32], weights_sha256: &[u8; 32]) -> String {
     format!("{}  {PEFT_CONFIG}\n{}  {PEFT_WEIGHTS}\n", hex(config_sha256), hex(weights_sha256))
-}
-
-/// sha256 of everything `r` yields, and the byte count; `what` names the source in errors.
-pub fn sha256_reader(mut r: impl Read, what: &std::path::Path) -> Result<([u8; 32], u64)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n_total = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(|e| Error::io(what, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        n_total += n as u64;
-    }
-    Ok((h.finalize().into(), n_total))
 }
 
 /// Lowercase hex of `bytes`.
