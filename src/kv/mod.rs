@@ -336,3 +336,57 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod q4_block_tests {
+    use super::*;
+
+    /// Heads wider than one q4 block read back every value (both blocks), alone and rotated.
+    #[test]
+    fn q4_reads_back_all_blocks_of_a_64_wide_head() {
+        let mut c = crate::model::LlamaConfig { head_dim: 64, ..tests_cfg() };
+        c.hidden_size = 256;
+        let x: Vec<f32> = crate::test_util::pseudo_random(2 * 128, 9);
+        let mut kv = KvCache::with_type(&c, 2, KvType::Q4);
+        kv.write(0, 0, &x[..128], &x[128..]);
+        kv.advance(1);
+        assert!(kv.rotated());
+        for head in 0..2 {
+            // The stored codes are the rotated head: read them with one-hot queries in the
+            // rotated domain, each within half a step of its own 32-value block.
+            let mut xr = x[head * 64..(head + 1) * 64].to_vec();
+            quant::fwht(&mut xr);
+            for i in 0..64 {
+                let block = &xr[i / Q4_BLOCK * Q4_BLOCK..(i / Q4_BLOCK + 1) * Q4_BLOCK];
+                let (lo, hi) = block.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+                let mut q = vec![0.0f32; 64];
+                q[i] = 1.0;
+                let got = quant::dot_view(&kv.keys(0, 1), head, &q, 64);
+                assert!(
+                    (got - xr[i]).abs() <= (hi - lo) / 30.0 + 1e-5,
+                    "head {head} value {i}: {got} vs {}",
+                    xr[i]
+                );
+            }
+        }
+    }
+
+    fn tests_cfg() -> crate::model::LlamaConfig {
+        crate::model::LlamaConfig {
+            arch: crate::model::config::Arch::Llama,
+            hidden_size: 128,
+            intermediate_size: 64,
+            num_layers: 1,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 32,
+            vocab_size: 8,
+            max_position_embeddings: 16,
+            rope_theta: 1e4,
+            rope_scaling: None,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: true,
+            attention_bias: false,
+        }
+    }
+}
