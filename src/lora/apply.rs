@@ -1,6 +1,7 @@
 //! Unmerged LoRA: `y[t] += w · s · B (A x[t])` for a block of token rows, split across the
 //! thread pool. The rank-r intermediate is tiny; the cost is reading A and B once per step.
 
+use crate::backend::cpu::kernels::dot_f32_portable;
 use crate::backend::cpu::pool::{chunking, SharedOut};
 use crate::backend::cpu::{Kernels, ThreadPool};
 
@@ -28,12 +29,23 @@ pub fn apply_lora(
         assert!(x.len() >= row * x_stride + din && y.len() >= row * y_stride + dout, "LoRA row out of range");
     }
     tmp.resize(n * r, 0.0);
-    for (i, &(row, weight)) in rows.iter().enumerate() {
+    // Phase 1: the rank-r intermediates, split across the pool by row.
+    let inter = SharedOut::new(tmp);
+    let first = |i: usize, _thread: usize| {
+        let (row, weight) = rows[i];
         let s = weight * pair.scale;
         let xt = &x[row * x_stride..row * x_stride + din];
         for j in 0..r {
-            tmp[i * r + j] = s * (k.dot_f32)(&pair.a[j * din..(j + 1) * din], xt);
+            let v = s * (k.dot_f32)(&pair.a[j * din..(j + 1) * din], xt);
+            // SAFETY: chunk `i` writes only `tmp[i * r..(i + 1) * r]`, in bounds after the
+            // resize above, and `tmp` outlives the job.
+            unsafe { *inter.get().add(i * r + j) = v };
         }
+    };
+    if din * r * n < 1 << 14 {
+        (0..n).for_each(|i| first(i, 0));
+    } else {
+        pool.run(n, &first);
     }
     let tmp: &[f32] = tmp;
     let out = SharedOut::new(y);
@@ -42,7 +54,8 @@ pub fn apply_lora(
         for o in chunk * per..((chunk + 1) * per).min(dout) {
             let brow = &pair.b[o * r..(o + 1) * r];
             for (i, &(row, _)) in rows.iter().enumerate() {
-                let add = (k.dot_f32)(brow, &tmp[i * r..(i + 1) * r]);
+                // Rank-length rows: the inlined portable dot beats a kernel call and its horizontal sum.
+                let add = dot_f32_portable(brow, &tmp[i * r..(i + 1) * r]);
                 // SAFETY: column `o` belongs to this chunk only, and the row was checked to be
                 // in bounds above; rows are distinct within one call (one entry per row).
                 unsafe { *out.get().add(row * y_stride + o) += add };

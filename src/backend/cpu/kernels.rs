@@ -79,6 +79,7 @@ fn each_token(dot: DotQ, row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f3
 }
 
 /// Portable f32 dot with 8 independent accumulators (vectorizes without fast-math).
+#[inline]
 pub fn dot_f32_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
