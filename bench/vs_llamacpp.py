@@ -18,33 +18,18 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import pyvenv  # noqa: E402
+from benchlib import cpu_name, last_json, run  # noqa: E402
 
 PEERS = os.environ.get("LORADOCK_PEERS", os.path.join(os.path.dirname(REPO), "shared", "peers"))
 CACHE = os.path.join(REPO, ".cache", "bench")
 
 
-def run(cmd, **kw):
-    print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main():

@@ -335,17 +335,11 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod q4_block_tests {
-    use super::*;
 
     /// Heads wider than one q4 block read back every value (both blocks), alone and rotated.
     #[test]
     fn q4_reads_back_all_blocks_of_a_64_wide_head() {
-        let mut c = crate::model::LlamaConfig { head_dim: 64, ..tests_cfg() };
-        c.hidden_size = 256;
+        let c = LlamaConfig { head_dim: 64, hidden_size: 256, num_layers: 1, ..cfg() };
         let x: Vec<f32> = crate::test_util::pseudo_random(2 * 128, 9);
         let mut kv = KvCache::with_type(&c, 2, KvType::Q4);
         kv.write(0, 0, &x[..128], &x[128..]);
@@ -368,25 +362,6 @@ mod q4_block_tests {
                     xr[i]
                 );
             }
-        }
-    }
-
-    fn tests_cfg() -> crate::model::LlamaConfig {
-        crate::model::LlamaConfig {
-            arch: crate::model::config::Arch::Llama,
-            hidden_size: 128,
-            intermediate_size: 64,
-            num_layers: 1,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 32,
-            vocab_size: 8,
-            max_position_embeddings: 16,
-            rope_theta: 1e4,
-            rope_scaling: None,
-            rms_norm_eps: 1e-5,
-            tie_word_embeddings: true,
-            attention_bias: false,
         }
     }
 }

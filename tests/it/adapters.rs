@@ -17,15 +17,8 @@ fn fixture() -> (serde_json::Value, HashMap<String, Vec<f32>>) {
     let dir = tiny();
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("adapters_reference.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("adapters_reference.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| {
-            (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-        })
-        .collect();
+    let t = read_f32_tensors(&dir.join("adapters_reference.safetensors"));
+    let t = t.into_iter().map(|(n, (_, v))| (n, v)).collect();
     (j, t)
 }
 

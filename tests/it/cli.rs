@@ -86,13 +86,10 @@ fn logits_command_writes_every_position() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let bytes = std::fs::read(&out).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("logits").unwrap();
-    assert_eq!(t.shape(), &[ids.len(), 384]);
-    let vals: Vec<f32> =
-        t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let d = max_abs_diff(&vals, &refs["logits.p1.base"].1);
+    let got = read_f32_tensors(&out);
+    let (shape, vals) = &got["logits"];
+    assert_eq!(shape, &[ids.len(), 384]);
+    let d = max_abs_diff(vals, &refs["logits.p1.base"].1);
     assert!(d <= 1e-4, "{d}");
 }
 
@@ -195,15 +192,12 @@ fn batch_files_run_rows_with_their_own_adapters() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let bytes = std::fs::read(&out).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let got = read_f32_tensors(&out);
     for (i, want) in
         ["logits.p0.base", "logits.p1.r8_qv", "logits.p0.sum_r8qv0.7_r16mlp-0.4"].iter().enumerate()
     {
-        let t = st.tensor(&format!("logits.{i}")).unwrap();
-        let vals: Vec<f32> =
-            t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let d = max_abs_diff(&vals, &refs[*want].1);
+        let vals = &got[&format!("logits.{i}")].1;
+        let d = max_abs_diff(vals, &refs[*want].1);
         assert!(d <= 1e-4, "row {i} vs {want}: {d}");
     }
     let stdout = ok_stdout(&[
@@ -263,17 +257,12 @@ fn batch_rows_with_approximate_combinations_match_peft() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let refs_bytes = std::fs::read(dir.join("adapters_reference.safetensors")).unwrap();
-    let refs = safetensors::SafeTensors::deserialize(&refs_bytes).unwrap();
-    let bytes = std::fs::read(&out).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |d: &[u8]| {
-        d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>()
-    };
+    let refs = read_f32_tensors(&dir.join("adapters_reference.safetensors"));
+    let got_all = read_f32_tensors(&out);
     for (i, case) in ["wa_svd_r4", "wa_ties", "wa_svd_r4"].iter().enumerate() {
-        let got = f32s(st.tensor(&format!("logits.{i}")).unwrap().data());
-        let want = f32s(refs.tensor(&format!("logits.{case}")).unwrap().data());
-        let d = max_abs_diff(&got, &want);
+        let got = &got_all[&format!("logits.{i}")].1;
+        let want = &refs[&format!("logits.{case}")].1;
+        let d = max_abs_diff(got, want);
         assert!(d <= 1e-4, "row {i} ({case}): {d}");
     }
     std::fs::write(

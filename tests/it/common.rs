@@ -18,18 +18,24 @@ pub fn reference_json() -> serde_json::Value {
     serde_json::from_str(&text).expect("reference.json parses")
 }
 
-/// Every tensor of `reference.safetensors` as f32 values.
-pub fn reference_logits() -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(tiny().join("reference.safetensors")).expect("reference.safetensors");
+/// Every tensor of an f32 safetensors file: name → (shape, values).
+pub fn read_f32_tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
     st.tensors()
         .into_iter()
         .map(|(name, v)| {
+            assert_eq!(v.dtype(), safetensors::Dtype::F32, "{name} is not f32");
             let vals =
                 v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             (name, (v.shape().to_vec(), vals))
         })
         .collect()
+}
+
+/// Every tensor of `reference.safetensors` as f32 values.
+pub fn reference_logits() -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    read_f32_tensors(&tiny().join("reference.safetensors"))
 }
 
 /// Prompt ids by name (`p0`, `p1`).

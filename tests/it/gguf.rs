@@ -11,14 +11,7 @@ use loradock::model::Compute;
 use crate::common::*;
 
 fn load_st(path: &std::path::Path) -> HashMap<String, Vec<f32>> {
-    let bytes = std::fs::read(path).expect("safetensors file");
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
-    st.tensors()
-        .into_iter()
-        .map(|(n, v)| {
-            (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-        })
-        .collect()
+    read_f32_tensors(path).into_iter().map(|(n, (_, v))| (n, v)).collect()
 }
 
 /// Largest per-position difference, relative to the reference's logit range at that position.
