@@ -105,6 +105,19 @@ pub enum Error {
         /// Which limit, in words (e.g. "no data for 300 ms").
         reason: String,
     },
+    /// A reservation does not fit under a ledger's budget (the red line).
+    OverBudget {
+        /// The ledger ("cpu", "cuda:0", "host").
+        ledger: String,
+        /// What the bytes were for.
+        category: &'static str,
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes free at the time.
+        free: u64,
+        /// The budget.
+        budget: u64,
+    },
 }
 
 impl Error {
@@ -181,6 +194,10 @@ impl fmt::Display for Error {
                 write!(f, "{source}: digest mismatch: expected {expected}, found {found}")
             }
             Error::Timeout { source, reason } => write!(f, "{source}: timed out: {reason}"),
+            Error::OverBudget { ledger, category, requested, free, budget } => write!(
+                f,
+                "{ledger}: {requested} bytes of {category} do not fit under the budget ({free} free of {budget})"
+            ),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`model`]: HF safetensors and GGUF loading, the Llama-family forward pass.
 //! - [`lora`]: PEFT adapter parsing, validation and unmerged application.
 //! - [`kv`]: the KV cache.
+//! - [`memory`]: the byte ledger (budget, reservations, high-water mark).
+//! - [`store`]: adapter sources, verification and caches.
 //! - [`tokenizer`], [`chat`], [`sampling`]: text ↔ ids, chat templates, token selection.
 //! - [`generate`]: the prefill/decode loop that ties them together.
 //! - [`store`]: adapter sources, digests, downloads and the disk and RAM caches.
@@ -21,6 +23,7 @@ pub mod error;
 pub mod generate;
 pub mod kv;
 pub mod lora;
+pub mod memory;
 pub mod model;
 pub mod sampling;
 pub mod store;

@@ -117,7 +117,7 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     let prompt = bench_prompt(a.prompt_tokens, vocab, 0x9E37_79B9);
     let adapters = std::mem::take(&mut s.adapters);
     let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();
-    let mut kv = s.kv();
+    let mut kv = s.kv()?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     for run in 0..=a.runs {
         kv.clear();

@@ -145,7 +145,7 @@ pub(crate) fn bench_mixed(a: &BenchArgs, n: usize) -> Result<()> {
     let without: Vec<Vec<(&LoraAdapter, f32)>> = vec![Vec::new(); n];
     let prompts: Vec<Vec<u32>> =
         (0..n).map(|i| bench_prompt(p, cfg.vocab_size, 0x9E37_79B9 + 7919 * i as u64)).collect();
-    let mut kvs: Vec<KvCache> = (0..n).map(|_| s.kv()).collect();
+    let mut kvs = (0..n).map(|_| s.kv()).collect::<crate::error::Result<Vec<KvCache>>>()?;
     let tokens = (n * g) as f64;
     let (mut base, mut mixed, mut paired) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows_changed = 0;

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::generate::{generate as run_generate, generate_batch, BatchRow, GenerateParams, PREFILL_CHUNK};
 use crate::kv::{KvCache, KvType};
 use crate::lora::{load_adapter, LoraAdapter};
+use crate::memory::{Category, Ledger, Reservation};
 use crate::model::{Compute, LoadOptions, LogitsMode, SeqBatch};
 use crate::sampling::SamplingParams;
 use crate::tensor::DType;
@@ -22,6 +23,26 @@ pub(crate) struct Session {
     pub compute: Compute,
     pub ctx: usize,
     pub kv_type: KvType,
+    /// The red line, when `--budget` is given: weights and adapters are reserved on it at
+    /// open, each KV cache when made.
+    pub ledger: Option<Ledger>,
+    _held: Vec<Reservation>,
+}
+
+/// Parse `123`, `64K`, `512M`, `2G` (powers of 1024).
+pub(crate) fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| Error::invalid("budget", format!("'{s}' is not a byte count (e.g. 512M, 2G)")))
 }
 
 impl Session {
@@ -45,11 +66,27 @@ impl Session {
             return Err(Error::invalid("ctx", "must be > 0"));
         }
         let kv_type = KvType::parse(&a.kv)?;
-        Ok(Session { engine, adapters, compute: Compute::new(a.threads), ctx, kv_type })
+        let mut held = Vec::new();
+        let ledger = match &a.budget {
+            None => None,
+            Some(b) => {
+                let ledger = Ledger::new("cpu", parse_bytes(b)?);
+                let weights = engine.loaded.model.weight_bytes() as u64;
+                held.push(ledger.try_reserve(Category::BaseWeights, weights)?);
+                let adapter_bytes: u64 = adapters.iter().map(|(x, _)| x.bytes() as u64).sum();
+                held.push(ledger.try_reserve(Category::Adapters, adapter_bytes)?);
+                Some(ledger)
+            }
+        };
+        Ok(Session { engine, adapters, compute: Compute::new(a.threads), ctx, kv_type, ledger, _held: held })
     }
 
-    pub fn kv(&self) -> KvCache {
-        KvCache::with_type(&self.engine.loaded.model.config, self.ctx, self.kv_type)
+    pub fn kv(&self) -> Result<KvCache> {
+        let cfg = &self.engine.loaded.model.config;
+        match &self.ledger {
+            Some(l) => KvCache::reserved(cfg, self.ctx, self.kv_type, l),
+            None => Ok(KvCache::with_type(cfg, self.ctx, self.kv_type)),
+        }
     }
 }
 
@@ -109,7 +146,7 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
         return generate_batch_file(&mut s, path, &params);
     }
     let prompt = prompt_ids(&s, a)?;
-    let mut kv = s.kv();
+    let mut kv = s.kv()?;
     let adapters: Vec<(LoraAdapter, f32)> = std::mem::take(&mut s.adapters);
     let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();
     let stream = !a.json;
@@ -133,7 +170,14 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
             "prefill_ms": out.prefill_ms,
             "decode_ms": out.decode_ms,
             "decode_tokens_per_s": out.decode_tokens_per_s(),
+            "kv_bytes_per_token": kv.bytes_per_position(),
         });
+        let mut j = j;
+        if let Some(l) = &s.ledger {
+            let st = l.stats();
+            j["budget_bytes"] = st.budget_bytes.into();
+            j["high_water_bytes"] = st.high_water_bytes.into();
+        }
         println!("{j}");
     } else {
         println!();
@@ -158,7 +202,7 @@ fn generate_batch_file(s: &mut Session, path: &std::path::Path, params: &Generat
         let max_tokens = batch.specs[i].max_tokens.unwrap_or(params.max_tokens);
         rows.push(BatchRow { prompt: batch.prompt(i, tok)?, adapters: batch.adapter_set(i), max_tokens });
     }
-    let mut kvs: Vec<KvCache> = rows.iter().map(|_| s.kv()).collect();
+    let mut kvs = rows.iter().map(|_| s.kv()).collect::<Result<Vec<KvCache>>>()?;
     let model = &s.engine.loaded.model;
     let outs = generate_batch(model, &mut s.compute, tok, &mut kvs, &rows, params, &mut |_, _| {})?;
     for (i, o) in outs.iter().enumerate() {
@@ -180,7 +224,7 @@ fn logits_batch_file(s: &mut Session, path: &std::path::Path, out: &std::path::P
     let tok = s.engine.tokenizer.as_ref();
     let prompts = (0..batch.specs.len()).map(|i| batch.prompt(i, tok)).collect::<Result<Vec<_>>>()?;
     let sets: Vec<Vec<(&LoraAdapter, f32)>> = (0..batch.specs.len()).map(|i| batch.adapter_set(i)).collect();
-    let mut kvs: Vec<KvCache> = prompts.iter().map(|_| s.kv()).collect();
+    let mut kvs = prompts.iter().map(|_| s.kv()).collect::<Result<Vec<KvCache>>>()?;
     for (i, (p, kv)) in prompts.iter().zip(&kvs).enumerate() {
         if p.is_empty() {
             return Err(Error::invalid("batch", format!("row {i} has no prompt tokens")));
@@ -235,7 +279,7 @@ pub(crate) fn logits(a: &LogitsArgs) -> Result<()> {
     if ids.is_empty() {
         return Err(Error::invalid("prompt-ids", "no token ids given"));
     }
-    let mut kv = s.kv();
+    let mut kv = s.kv()?;
     kv.check_room(ids.len())?;
     let adapters = std::mem::take(&mut s.adapters);
     let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(x, w)| (x, *w)).collect();

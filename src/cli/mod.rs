@@ -83,6 +83,10 @@ pub struct ModelArgs {
     /// KV cache element type: f32 (exact), f16, int8 or q4.
     #[arg(long, default_value = "f32")]
     pub kv: String,
+    /// Memory budget in bytes (the red line) for weights, adapters and KV caches; refused
+    /// with a clear error when they do not fit. Suffixes K, M, G (powers of 1024) allowed.
+    #[arg(long)]
+    pub budget: Option<String>,
 }
 
 /// `generate` flags.

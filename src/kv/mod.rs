@@ -127,9 +127,27 @@ pub struct KvCache {
     len: usize,
     k: Store,
     v: Store,
+    /// The ledger bytes this cache holds, when it was made under a budget.
+    reservation: Option<crate::memory::Reservation>,
 }
 
 impl KvCache {
+    /// A cache whose bytes are first reserved on `ledger` (as KV pages) and given back when
+    /// the cache is dropped; fails without allocating when they do not fit.
+    pub fn reserved(
+        cfg: &LlamaConfig,
+        capacity: usize,
+        kind: KvType,
+        ledger: &crate::memory::Ledger,
+    ) -> Result<KvCache> {
+        let bytes = (cfg.num_layers * cfg.num_kv_heads * kind.head_bytes(cfg.head_dim) * 2 * capacity) as u64;
+        let r = ledger.try_reserve(crate::memory::Category::KvPages, bytes)?;
+        let mut kv = KvCache::with_type(cfg, capacity, kind);
+        debug_assert_eq!(kv.bytes() as u64, bytes);
+        kv.reservation = Some(r);
+        Ok(kv)
+    }
+
     /// An f32 cache for up to `capacity` positions of a model with `cfg`.
     pub fn new(cfg: &LlamaConfig, capacity: usize) -> KvCache {
         KvCache::with_type(cfg, capacity, KvType::F32)
@@ -147,6 +165,7 @@ impl KvCache {
             len: 0,
             k: Store::new(kind, heads_total, cfg.head_dim),
             v: Store::new(kind, heads_total, cfg.head_dim),
+            reservation: None,
         }
     }
 
@@ -296,6 +315,18 @@ mod tests {
             tie_word_embeddings: true,
             attention_bias: false,
         }
+    }
+
+    #[test]
+    fn a_reserved_cache_holds_its_bytes_until_dropped() {
+        let c = cfg();
+        let ledger = crate::memory::Ledger::new("cpu", 10_000);
+        let kv = KvCache::reserved(&c, 4, KvType::Int8, &ledger).unwrap();
+        assert_eq!(ledger.stats().used_bytes, kv.bytes() as u64);
+        let e = KvCache::reserved(&c, 64, KvType::F32, &ledger).err().unwrap().to_string();
+        assert!(e.contains("kv_pages"), "{e}");
+        drop(kv);
+        assert_eq!(ledger.stats().used_bytes, 0);
     }
 
     #[test]

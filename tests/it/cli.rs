@@ -310,3 +310,37 @@ fn bench_mixed_reports_base_and_mixed_batch_throughput() {
     let e = err_line(&["bench", "--model", m, "--mixed", "2", "--adapter", r8.to_str().unwrap()]);
     assert!(e.contains("--mixed builds its own adapters"), "{e}");
 }
+
+/// `--budget` is a red line: what does not fit is refused up front, and what runs stays under.
+#[test]
+fn budget_is_a_red_line() {
+    let m = tiny().join("model");
+    let m = m.to_str().unwrap();
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1,2", "--budget", "1K"]);
+    assert!(e.contains("base_weights") && e.contains("do not fit"), "{e}");
+    // Weights fit, a 4096-position f32 KV cache does not; an int8 one does.
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1,2", "--budget", "8M", "--ctx", "4096"]);
+    assert!(e.contains("kv_pages"), "{e}");
+    let out: serde_json::Value = serde_json::from_str(
+        ok_stdout(&[
+            "generate",
+            "--model",
+            m,
+            "--prompt-ids",
+            "1,2",
+            "--budget",
+            "8M",
+            "--ctx",
+            "4096",
+            "--kv",
+            "int8",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let (hw, budget) = (out["high_water_bytes"].as_u64().unwrap(), out["budget_bytes"].as_u64().unwrap());
+    assert!(hw > 0 && hw <= budget, "{hw} of {budget}");
+    let e = err_line(&["generate", "--model", m, "--prompt-ids", "1", "--budget", "lots"]);
+    assert!(e.contains("not a byte count"), "{e}");
+}
