@@ -89,7 +89,9 @@ enum Failure {
     Fatal(Error),
 }
 
-/// The store's HTTP client. `Send + Sync`; one per store, shared by its download threads.
+/// The store's HTTP client. `Send + Sync`; one per store, shared by its download threads
+/// (cloning shares the connection pool).
+#[derive(Clone)]
 pub(crate) struct HttpClient {
     agent: ureq::Agent,
     cfg: HttpConfig,
@@ -177,6 +179,67 @@ impl HttpClient {
         }
         file.flush().map_err(|e| Failure::Fatal(Error::io(dest, e)))?;
         Ok(Downloaded { bytes, sha256: hasher.finalize().into() })
+    }
+}
+
+impl HttpClient {
+    /// The largest body accepted ([`HttpConfig::max_file_bytes`]).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.cfg.max_file_bytes
+    }
+
+    /// One GET of `url` with `Accept: accept`, into memory (no retries: the IPFS gateways
+    /// are each other's retries). Calls `on_headers` once a 2xx status line and headers have
+    /// arrived; gives up early, with an error, once `cancel` is set.
+    pub fn get_once(
+        &self,
+        url: &str,
+        accept: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+        on_headers: impl FnOnce(),
+    ) -> Result<Vec<u8>> {
+        use std::sync::atomic::Ordering;
+        let err = |f: Failure| match f {
+            Failure::Retry(e) | Failure::Fatal(e) => e,
+        };
+        let resp = self
+            .agent
+            .get(url)
+            .header("Accept", accept)
+            .call()
+            .map_err(|e| err(classify(url, e, &self.cfg)))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let reason = resp.status().canonical_reason().unwrap_or("");
+            return Err(Error::store(url, format!("HTTP {status} {reason}")));
+        }
+        on_headers();
+        let cap = self.cfg.max_file_bytes;
+        let declared = resp.body().content_length();
+        if let Some(n) = declared.filter(|n| *n > cap) {
+            return Err(too_large(url, &format!("Content-Length {n}"), cap));
+        }
+        let mut reader = resp.into_body().into_reader();
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(cap) as usize);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::store(url, "cancelled: another gateway answered first"));
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return Err(err(body_failure(url, e, bytes.len() as u64, declared, &self.cfg))),
+            };
+            if bytes.len() as u64 + n as u64 > cap {
+                return Err(too_large(url, "the body", cap));
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        if let Some(n) = declared.filter(|n| *n != bytes.len() as u64) {
+            return Err(Error::store(url, format!("body cut short: {} of {n} bytes received", bytes.len())));
+        }
+        Ok(bytes)
     }
 }
 

@@ -1,5 +1,5 @@
 //! The adapter store: one per runtime, shared by every device's fetcher. It turns an adapter
-//! source (a path, `file://`, `http(s)://`) and an expected digest into verified bytes in host
+//! source (a path, `file://`, `http(s)://`, `ipfs://CID`) and an expected digest into verified bytes in host
 //! RAM, downloading each adapter at most once.
 //!
 //! - **Identity.** Adapters are named by [`Digest`]: `sha256:<hex>` of a GGUF LoRA file, or of
@@ -23,24 +23,39 @@
 //!   copied to the disk cache. With a digest, a cached copy is served whatever the source.
 //! - **Jail.** Local sources must resolve inside [`StoreConfig::roots`] (see [`source`]).
 //!
+//! - **IPFS.** `ipfs://CID` is fetched through [`StoreConfig::gateways`] (trustless CAR or raw
+//!   responses, every block checked against its CID, UnixFS reassembled; hedged to the next
+//!   gateway after [`StoreConfig::hedge_after`]; see `ipfs.rs`). The CID verifies the content,
+//!   so no expected digest is needed; the fetched adapter's [`Digest`] is still the sha256
+//!   definition above, and the store remembers (in memory) which digest each CID gave, so a
+//!   later fetch of the CID is answered from the caches.
+//!
 //! The API is blocking and the [`Store`] is `Send + Sync`: the runtime calls it from blocking
-//! tasks. IPFS (`ipfs://CID` through gateways, CAR responses verified block by block) is not
-//! supported yet; [`Digest`] and [`Source`] are enums ready to take it.
+//! tasks.
 
+mod car;
+pub mod cid;
 pub mod digest;
 mod disk;
 mod fetched;
 mod flight;
 pub mod http;
+mod ipfs;
 mod ram;
 pub mod source;
+mod unixfs;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
+pub use cid::Cid;
 pub use digest::Digest;
 pub use fetched::{AdapterFile, FetchedAdapter, GGUF_FILE};
 pub use http::HttpConfig;
@@ -69,12 +84,20 @@ pub struct StoreConfig {
     /// HTTP time limits, retries and size cap.
     pub http: HttpConfig,
     /// Accept fetches without an expected digest (their content cannot be verified).
+    /// `ipfs://` sources verify against their CID and need no digest.
     pub allow_unverified: bool,
+    /// IPFS HTTP gateways (`http(s)://host[:port][/prefix]`, no query) asked for `ipfs://`
+    /// sources, in order; at most 16. Empty: `ipfs://` sources are refused when fetched.
+    pub gateways: Vec<String>,
+    /// When the gateway asked last has sent no response headers after this long, the next
+    /// one is asked too (hedging). Greater than zero.
+    pub hedge_after: Duration,
 }
 
 impl StoreConfig {
     /// Defaults around `cache_dir`: no roots, 16 GiB of disk, 2 GiB of RAM, 4 concurrent
-    /// downloads, [`HttpConfig::default`], unverified content refused.
+    /// downloads, [`HttpConfig::default`], unverified content refused, no IPFS gateways,
+    /// hedging after 300 ms.
     pub fn new(cache_dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             roots: Vec::new(),
@@ -84,6 +107,8 @@ impl StoreConfig {
             max_concurrent_downloads: 4,
             http: HttpConfig::default(),
             allow_unverified: false,
+            gateways: Vec::new(),
+            hedge_after: Duration::from_millis(300),
         }
     }
 }
@@ -148,6 +173,8 @@ pub struct Store {
     flights: Flights<Key, Arc<FetchedAdapter>>,
     downloads: Semaphore,
     counters: Counters,
+    /// The digest each CID fetched so far gave (CIDs are immutable).
+    cid_digests: Mutex<HashMap<Cid, Digest>>,
 }
 
 impl Store {
@@ -156,6 +183,18 @@ impl Store {
     pub fn new(cfg: StoreConfig) -> Result<Store> {
         if !(1..=256).contains(&cfg.max_concurrent_downloads) {
             return Err(Error::invalid("max_concurrent_downloads", "must be between 1 and 256"));
+        }
+        if cfg.gateways.len() > 16 {
+            return Err(Error::invalid("gateways", "at most 16"));
+        }
+        for g in &cfg.gateways {
+            let ok = matches!(Source::parse(g), Ok(Source::Http { layout: Layout::PeftDir, .. }));
+            if !ok {
+                return Err(Error::invalid("gateways", format!("'{g}' is not an http(s) base URL")));
+            }
+        }
+        if cfg.hedge_after.is_zero() {
+            return Err(Error::invalid("hedge_after", "must be greater than zero"));
         }
         let roots = source::canonical_roots(&cfg.roots)?;
         let http = HttpClient::new(&cfg.http)?;
@@ -168,6 +207,7 @@ impl Store {
             flights: Flights::new(),
             downloads: Semaphore::new(cfg.max_concurrent_downloads),
             counters: Counters::default(),
+            cid_digests: Mutex::new(HashMap::new()),
             cfg,
         })
     }
@@ -188,7 +228,9 @@ impl Store {
     }
 
     fn fetch_inner(&self, source: &Source, expected: Option<Digest>) -> Result<Arc<FetchedAdapter>> {
-        if expected.is_none() && !self.cfg.allow_unverified {
+        let cid = source.cid();
+        let expected = expected.or_else(|| cid.and_then(|c| self.cid_digests.lock().get(&c).copied()));
+        if expected.is_none() && cid.is_none() && !self.cfg.allow_unverified {
             return Err(Error::store(
                 source.display(),
                 "no expected digest given, and unverified content is not allowed (allow_unverified)",
@@ -234,6 +276,7 @@ impl Store {
                 a
             }
             Source::Http { url, layout } => self.download(source, url, *layout, expected)?,
+            Source::Ipfs { cid } => self.download_ipfs(source, *cid, expected)?,
         };
         let a = Arc::new(a);
         self.ram.insert(&a);
@@ -288,6 +331,30 @@ impl Store {
         if let Err(e) = self.disk.commit(tmp, digest, layout, a.total_bytes()) {
             log::warn!("store: could not keep {digest} in the disk cache: {e}");
         }
+        Ok(a)
+    }
+
+    /// Fetch a CID through the gateways under a permit, check `expected`, keep it on disk.
+    fn download_ipfs(&self, source: &Source, cid: Cid, expected: Option<Digest>) -> Result<FetchedAdapter> {
+        let _permit = self.downloads.acquire();
+        bump(&self.counters.network_downloads, 1);
+        let got = ipfs::fetch(&self.http, &self.cfg.gateways, self.cfg.hedge_after, cid)?;
+        bump(&self.counters.bytes_downloaded, got.received);
+        let hashes: Vec<[u8; 32]> = got.files.iter().map(|(_, b)| Sha256::digest(b).into()).collect();
+        let digest = combine(got.layout, &hashes);
+        check(source, expected, digest)?;
+        let tmp = self.disk.temp_entry()?;
+        let mut files = Vec::with_capacity(got.files.len());
+        for (name, bytes) in got.files {
+            let p = tmp.path(name);
+            std::fs::write(&p, &bytes).map_err(|e| Error::io(&p, e))?;
+            files.push(AdapterFile { name, bytes: bytes.into() });
+        }
+        let a = FetchedAdapter::new(digest, got.layout, files);
+        if let Err(e) = self.disk.commit(tmp, digest, got.layout, a.total_bytes()) {
+            log::warn!("store: could not keep {digest} in the disk cache: {e}");
+        }
+        self.cid_digests.lock().insert(cid, digest);
         Ok(a)
     }
 

@@ -8,13 +8,20 @@
 //! A source ending in `.gguf` names a single GGUF LoRA file; anything else names a PEFT
 //! adapter directory: a local directory holding `adapter_config.json` and
 //! `adapter_model.safetensors`, or an HTTP base URL under which those two names are fetched
-//! (`<base>/adapter_config.json`). `ipfs://` is recognised and refused as not supported yet.
+//! (`<base>/adapter_config.json`).
+//!
+//! `ipfs://<CID>` names IPFS content fetched through the configured gateways (see `ipfs.rs`):
+//! a UnixFS directory holding a PEFT adapter (or one `.gguf`), or a file / raw block that is a
+//! GGUF LoRA. Which one is known only once the content arrives, so such a source has no
+//! [`Source::layout`]. The CID is checked here (see [`Cid::parse`]); paths below it are
+//! refused.
 //!
 //! Local sources are jailed: the path, and each adapter file in it, must resolve
 //! (canonicalized, following every symlink and `..`) inside one of the configured roots.
 
 use std::path::{Path, PathBuf};
 
+use super::cid::Cid;
 use super::digest::PEFT_FILES;
 use crate::error::{Error, Result};
 
@@ -44,13 +51,19 @@ pub enum Source {
         /// Directory (base URL) or single file.
         layout: Layout,
     },
+    /// `ipfs://<CID>`: content-addressed, so self-verifying.
+    Ipfs {
+        /// The content's CID.
+        cid: Cid,
+    },
 }
 
 impl Source {
     /// Parse a source string; see the module docs for the accepted forms.
     ///
     /// Errors are [`Error::Store`] naming the source: empty strings, unknown schemes,
-    /// `file://` URLs with a remote host or a relative path, `ipfs://` (not supported yet),
+    /// `file://` URLs with a remote host or a relative path, `ipfs://` with a CID the store
+    /// cannot verify or a path after it,
     /// PEFT base URLs with a query or fragment (the file names could not be appended).
     pub fn parse(s: &str) -> Result<Source> {
         let refuse = |reason: &str| Err(Error::store(s, reason));
@@ -65,7 +78,15 @@ impl Source {
             return parse_http(s);
         }
         if lower.starts_with("ipfs://") {
-            return refuse("ipfs:// sources are not supported yet");
+            let rest = s[7..].trim_end_matches('/');
+            if rest.contains(['/', '?', '#']) {
+                return refuse("ipfs:// sources name a CID alone (no path, query or fragment)");
+            }
+            return match Cid::parse(rest) {
+                Ok(cid) => Ok(Source::Ipfs { cid }),
+                Err(Error::InvalidArgument { reason, .. }) => refuse(&format!("unsupported CID: {reason}")),
+                Err(e) => Err(e),
+            };
         }
         if let Some(rest) = strip_prefix_ci(s, "file://") {
             let path = if let Some(p) = rest.strip_prefix('/') {
@@ -92,10 +113,20 @@ impl Source {
         Ok(Source::Local { path: PathBuf::from(s), layout: layout_of(s) })
     }
 
-    /// Directory or single file.
-    pub fn layout(&self) -> Layout {
+    /// Directory or single file; `None` for IPFS (known once the content arrives).
+    pub fn layout(&self) -> Option<Layout> {
         match self {
-            Source::Local { layout, .. } | Source::Http { layout, .. } => *layout,
+            Source::Local { layout, .. } | Source::Http { layout, .. } => Some(*layout),
+            Source::Ipfs { .. } => None,
+        }
+    }
+
+    /// The CID of an `ipfs://` source: the content is verified against it, so such a source
+    /// needs no expected digest.
+    pub fn cid(&self) -> Option<Cid> {
+        match self {
+            Source::Ipfs { cid } => Some(*cid),
+            _ => None,
         }
     }
 
@@ -104,6 +135,7 @@ impl Source {
         match self {
             Source::Local { path, .. } => path.display().to_string(),
             Source::Http { url, .. } => url.clone(),
+            Source::Ipfs { cid } => format!("ipfs://{cid}"),
         }
     }
 }
@@ -267,7 +299,7 @@ mod tests {
         let s = Source::parse("https://h.example/adapters/a1/").unwrap();
         assert_eq!(s, Source::Http { url: "https://h.example/adapters/a1".into(), layout: Layout::PeftDir });
         let s = Source::parse("http://h:8080/x.gguf?sig=1").unwrap();
-        assert_eq!(s.layout(), Layout::GgufFile);
+        assert_eq!(s.layout(), Some(Layout::GgufFile));
         assert_eq!(s.display(), "http://h:8080/x.gguf?sig=1");
     }
 
@@ -275,7 +307,8 @@ mod tests {
     fn refuses_bad_sources_naming_them() {
         for (s, needle) in [
             ("", "empty"),
-            ("ipfs://bafyabc", "not supported yet"),
+            ("ipfs://bafyabc", "unsupported CID"),
+            ("ipfs://bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354/x", "CID alone"),
             ("ftp://h/x", "unknown scheme 'ftp://'"),
             ("file://otherhost/x", "absolute local path"),
             ("file:///a%zz", "%-escape"),
@@ -287,6 +320,16 @@ mod tests {
             assert!(e.contains(needle), "{s}: {e}");
             assert!(e.starts_with(s), "{s}: error should name the source: {e}");
         }
+    }
+
+    #[test]
+    fn parses_ipfs_cids() {
+        let v1 = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354";
+        let s = Source::parse(&format!("ipfs://{v1}/")).unwrap();
+        assert_eq!((s.display(), s.layout()), (format!("ipfs://{v1}"), None));
+        assert_eq!(s.cid().unwrap().to_string(), v1);
+        let v0 = Source::parse("ipfs://QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn").unwrap();
+        assert_eq!(v0.cid().unwrap().sha256(), s.cid().unwrap().sha256());
     }
 
     #[test]

@@ -63,6 +63,8 @@ fn config(dir: &TempDir) -> StoreConfig {
         max_concurrent_downloads: 4,
         http: http_config(),
         allow_unverified: false,
+        gateways: Vec::new(),
+        hedge_after: Duration::from_millis(300),
     }
 }
 
