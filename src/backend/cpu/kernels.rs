@@ -12,7 +12,7 @@ pub type DotF32 = fn(&[f32], &[f32]) -> f32;
 pub type DotHalf = fn(&[u8], &[f32]) -> f32;
 /// `dot(row_bytes, x_blocks)` of a block-quantized row with 8-bit activation blocks.
 pub type DotQ = fn(&[u8], &[BlockQ8]) -> f32;
-/// Dots of one block-quantized row with up to 4 tokens at once: `x` holds `out.len()` tokens'
+/// Dots of one block-quantized row with up to 8 tokens at once: `x` holds `out.len()` tokens'
 /// activation blocks, token-major with `blocks` per token; `out[t]` receives token `t`'s dot.
 pub type DotQx4 = fn(&[u8], &[BlockQ8], usize, &mut [f32]);
 
@@ -33,11 +33,11 @@ pub struct Kernels {
     pub dot_q4_0: DotQ,
     /// Q4_1 row · Q8 activations.
     pub dot_q4_1: DotQ,
-    /// Q8_0 row · up to 4 tokens.
+    /// Q8_0 row · up to 8 tokens.
     pub dot_q8_0_x4: DotQx4,
-    /// Q4_0 row · up to 4 tokens.
+    /// Q4_0 row · up to 8 tokens.
     pub dot_q4_0_x4: DotQx4,
-    /// Q4_1 row · up to 4 tokens.
+    /// Q4_1 row · up to 8 tokens.
     pub dot_q4_1_x4: DotQx4,
 }
 
@@ -160,10 +160,10 @@ mod tests {
                 q41.extend_from_slice(&blk[2..18]);
             }
             assert!(rel((k.dot_q4_1)(&q41, &xq), (p.dot_q4_1)(&q41, &xq)) < 1e-5);
-            // Tiles of 1..4 tokens equal the one-token dots.
+            // Tiles of 1..8 tokens equal the one-token dots.
             let blocks = n / 32;
             let mut xs = Vec::new();
-            for t in 0..4 {
+            for t in 0..8 {
                 let mut b4 = vec![BlockQ8::default(); blocks];
                 quantize_q8_blocks(&vals(n, 10 + t), &mut b4);
                 xs.extend(b4);
@@ -173,7 +173,7 @@ mod tests {
                 (&q4, k.dot_q4_0, k.dot_q4_0_x4),
                 (&q41, k.dot_q4_1, k.dot_q4_1_x4),
             ] {
-                for ntok in 1..=4 {
+                for ntok in 1..=8 {
                     let mut out = vec![0.0; ntok];
                     multi(row, &xs, blocks, &mut out);
                     for (t, o) in out.iter().enumerate() {

@@ -8,6 +8,9 @@ use crate::tensor::kquant::{dequantize_q4k, dequantize_q5k, dequantize_q6k, QK_K
 use crate::tensor::quant::{quantize_q8_blocks, BlockQ8, QK};
 use crate::tensor::{DType, QMatrix};
 
+/// Tokens per multi-token dot call (the kernels take up to 8).
+const TILE_TOKENS: usize = 8;
+
 /// One matrix of a [`matmul_many`] call and where its output goes (`[n, w.rows()]`).
 pub struct MatJob<'a> {
     /// The weights.
@@ -121,16 +124,16 @@ fn rows_product(
                 _ => (k.dot_q4_1, k.dot_q4_1_x4),
             };
             let blocks = cols / QK;
-            let mut tile = [0.0f32; 4];
+            let mut tile = [0.0f32; TILE_TOKENS];
             for r in rows {
                 let wr = w.row(r);
                 if n == 1 {
                     put(0, r, dot(wr, &xq[..blocks]));
                     continue;
                 }
-                // Prompt rows: each weight block is unpacked once per four tokens.
-                for t0 in (0..n).step_by(4) {
-                    let tn = 4.min(n - t0);
+                // Several tokens: each weight block is unpacked once per tile of tokens.
+                for t0 in (0..n).step_by(TILE_TOKENS) {
+                    let tn = TILE_TOKENS.min(n - t0);
                     dot4(wr, &xq[t0 * blocks..(t0 + tn) * blocks], blocks, &mut tile[..tn]);
                     for (ti, v) in tile[..tn].iter().enumerate() {
                         put(t0 + ti, r, *v);

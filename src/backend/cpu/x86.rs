@@ -281,7 +281,7 @@ unsafe fn dot_q4_1_avx2(row: &[u8], x: &[BlockQ8]) -> f32 {
 }
 
 /// The same block dots with `vpdpbusd` (u8 × i8 → i32, four products per lane in one step),
-/// as tiles of up to four tokens: each weight block is loaded and unpacked once for all of
+/// as tiles of up to eight tokens: each weight block is loaded and unpacked once for all of
 /// them (prompt prefill), and the one-token dot is the tile of one.
 mod vnni {
     use std::arch::x86_64::*;
@@ -378,7 +378,11 @@ mod vnni {
                     1 => $tile::<1>(row, x, blocks, out),
                     2 => $tile::<2>(row, x, blocks, out),
                     3 => $tile::<3>(row, x, blocks, out),
-                    _ => $tile::<4>(row, x, blocks, out),
+                    4 => $tile::<4>(row, x, blocks, out),
+                    5 => $tile::<5>(row, x, blocks, out),
+                    6 => $tile::<6>(row, x, blocks, out),
+                    7 => $tile::<7>(row, x, blocks, out),
+                    _ => $tile::<8>(row, x, blocks, out),
                 }
             }
         };
