@@ -28,6 +28,10 @@ fetch_model() {
 }
 
 phase "fetch model" fetch_model
+# The IPFS tests build their CARs with the npm packages pinned in tests/ipfs (see
+# tests/it/store/ipfs.rs); in CI they must run, not skip.
+export LORADOCK_REQUIRE_IPFS_FIXTURES=1
+phase "npm ci (tests/ipfs)" npm ci --prefix tests/ipfs --no-audit --no-fund
 # Real-model tests must run in CI, not skip.
 export LORADOCK_REQUIRE_MODEL=1
 phase "cargo fmt --check" cargo fmt --all -- --check

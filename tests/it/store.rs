@@ -2,6 +2,7 @@
 //! digests, the path jail, verified downloads, single flight, bounded downloads, the RAM and
 //! disk caches, and every error path followed by a fetch that works.
 
+mod ipfs;
 mod server;
 
 use std::path::{Path, PathBuf};

@@ -35,6 +35,7 @@ pub enum Route {
 struct State {
     routes: Mutex<HashMap<String, Route>>,
     hits: Mutex<HashMap<String, usize>>,
+    accept: Mutex<HashMap<String, String>>,
     active: AtomicUsize,
     max_active: AtomicUsize,
 }
@@ -83,6 +84,11 @@ impl Server {
         self.state.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
+    /// The `Accept` header of the last request for `path`, if it had one.
+    pub fn accept(&self, path: &str) -> Option<String> {
+        self.state.accept.lock().unwrap().get(path).cloned()
+    }
+
     /// Requests received for every path.
     pub fn total_hits(&self) -> usize {
         self.state.hits.lock().unwrap().values().sum()
@@ -106,7 +112,10 @@ impl Drop for Server {
 
 fn serve(mut conn: TcpStream, st: &State) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let Some(path) = read_request_path(&mut conn) else { return };
+    let Some((path, accept)) = read_request(&mut conn) else { return };
+    if let Some(a) = accept {
+        st.accept.lock().unwrap().insert(path.clone(), a);
+    }
     let hit = {
         let mut hits = st.hits.lock().unwrap();
         let h = hits.entry(path.clone()).or_insert(0);
@@ -173,8 +182,8 @@ fn head(conn: &mut TcpStream, status: u16, len: Option<usize>) -> std::io::Resul
     conn.write_all(h.as_bytes())
 }
 
-/// The path of a `GET` request; `None` for anything unreadable.
-fn read_request_path(conn: &mut TcpStream) -> Option<String> {
+/// The path and `Accept` header of a `GET` request; `None` for anything unreadable.
+fn read_request(conn: &mut TcpStream) -> Option<(String, Option<String>)> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -185,7 +194,13 @@ fn read_request_path(conn: &mut TcpStream) -> Option<String> {
         buf.extend_from_slice(&byte[..n]);
     }
     let text = String::from_utf8_lossy(&buf);
-    let mut first = text.lines().next()?.split(' ');
+    let mut lines = text.lines();
+    let mut first = lines.next()?.split(' ');
     (first.next()? == "GET").then_some(())?;
-    first.next().map(str::to_string)
+    let path = first.next()?.to_string();
+    let accept = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
+        .map(|(_, v)| v.trim().to_string());
+    Some((path, accept))
 }
