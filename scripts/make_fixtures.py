@@ -21,7 +21,7 @@ pins in scripts/pyvenv.py), created and re-entered automatically:
   gguf/tiny-f16.gguf (and .cache/fixtures/tiny-f32.gguf, not committed: same values)
                 written here with the `gguf` package (llama.cpp tensor names, q/k rows permuted
                 like llama.cpp's convert_hf_to_gguf.py, vocab as tokenizer.ggml.model "gpt2",
-                pre "gpt-2"); tensors are cross-checked against /work/shared/peers/hf_to_gguf.py
+                pre "gpt-2"); tensors are cross-checked against ../shared/peers/hf_to_gguf.py
 Stage "llamacpp" runs in .venv-llamacpp (llama-cpp-python, built from source):
   gguf/tiny-{q8_0,q4_0,q4_1,q4_k,q5_k,q6_k}.gguf  made by llama.cpp's llama_model_quantize (pure)
   gguf/llamacpp_logits.safetensors + gguf/llamacpp.json

@@ -5,6 +5,7 @@
 mod batch;
 mod bench;
 mod bench_mixed;
+mod chat;
 mod commands;
 mod inspect;
 mod perplexity;
@@ -40,6 +41,31 @@ pub enum Command {
     Bench(BenchArgs),
     /// Perplexity of a text file (quality of quantized weights and KV caches).
     Perplexity(PerplexityArgs),
+    /// Talk to the base model, an adapter or a composite (one line per turn).
+    Chat(ChatArgs),
+}
+
+/// `chat` flags.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Model and adapters (several `--adapter DIR:WEIGHT` compose exactly).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// System message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `perplexity` flags.
@@ -209,6 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect { path } => inspect::inspect(&path),
         Command::Bench(a) => bench::bench(&a),
         Command::Perplexity(a) => perplexity::perplexity(&a),
+        Command::Chat(a) => chat::chat(&a),
     }
 }
 

@@ -344,3 +344,33 @@ fn budget_is_a_red_line() {
     let e = err_line(&["generate", "--model", m, "--prompt-ids", "1", "--budget", "lots"]);
     assert!(e.contains("not a byte count"), "{e}");
 }
+
+/// `chat` reads one turn per line, answers each, forgets on /reset and leaves at end of input.
+#[test]
+fn chat_answers_each_line_until_end_of_input() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let m = tiny().join("model");
+    let r8 = tiny().join("adapters/r8_qv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loradock"))
+        .args([
+            "chat",
+            "--model",
+            m.to_str().unwrap(),
+            "--adapter",
+            &format!("{}:0.5", r8.display()),
+            "--max-tokens",
+            "6",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    child.stdin.take().unwrap().write_all(b"Hello there\n\n/reset\nThe Program\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("r8_qv") && stderr.contains("forgotten"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "two answers, one per turn");
+}
