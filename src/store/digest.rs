@@ -23,8 +23,9 @@
 //! the digest. (The engine's *content hash* of loaded weights, `LoraAdapter::content_hash`, is
 //! a different, format-independent key used for composites.)
 //!
-//! IPFS CIDs are not accepted yet; `Digest` is an enum so a CID variant can be added without
-//! changing callers.
+//! IPFS content is named by its CID in the *source* (`ipfs://<CID>`, see `cid.rs`), which
+//! verifies it; the fetched adapter's digest is still the sha256 defined here, so a CID and
+//! a digest can both be checked. A CID given as a digest is refused with a pointer to that.
 
 use std::fmt;
 
@@ -61,7 +62,9 @@ impl Digest {
         let bad = |reason: String| Error::invalid("digest", format!("'{s}': {reason}"));
         let s_trim = s.trim();
         if s_trim.starts_with("ipfs://") || s_trim.starts_with("Qm") || s_trim.starts_with("bafy") {
-            return Err(bad("IPFS CIDs are not supported yet; give a sha256:<hex> digest".into()));
+            return Err(bad("an IPFS CID is not a digest here: give it as the source, ipfs://<CID>, which \
+                 verifies itself (or give a sha256:<hex> digest)"
+                .into()));
         }
         let Some(hex) = s_trim.strip_prefix("sha256:") else {
             return Err(bad("expected 'sha256:' followed by 64 hex digits".into()));
@@ -184,11 +187,8 @@ mod tests {
             (format!("sha512:{EMPTY}"), "expected 'sha256:'"),
             ("sha256:abc".to_string(), "64 hex digits, this has 3"),
             (format!("sha256:{}zz", &EMPTY[..62]), "not a hex digit"),
-            (
-                "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
-                "not supported yet",
-            ),
-            ("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(), "not supported yet"),
+            ("ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(), "ipfs://<CID>"),
+            ("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(), "ipfs://<CID>"),
         ] {
             let e = Digest::parse(&s).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("digest"), "{s}: {e}");

@@ -7,7 +7,9 @@
 //! plain bytes); the declared `blocksizes` and `filesize` are checked against what the blocks
 //! hold. A directory is its named links. HAMT-sharded directories, symlinks and metadata nodes
 //! are refused. Blocks come already verified (see `car.rs`); a block missing from them is an
-//! error naming its CID.
+//! error naming its CID. The walk is bounded: files by the size cap, depth by 64 levels, and
+//! node visits by a budget (twice the blocks, plus one per KiB of the cap), so a DAG that
+//! links the same empty node over and over cannot make it run for ever.
 
 use std::collections::HashMap;
 
@@ -45,7 +47,8 @@ pub(crate) fn entry(cid: &Cid, blocks: &HashMap<Cid, &[u8]>, cap: u64) -> Result
         }
         TYPE_FILE | TYPE_RAW => {
             let mut out = Vec::new();
-            append_file(cid, blocks, cap, &mut out, 0)?;
+            let mut walk = Walk { blocks, cap, visits_left: 2 * blocks.len() as u64 + cap / 1024 };
+            walk.append_file(cid, &mut out, 0)?;
             Ok(Entry::File(out))
         }
         5 => Err(format!("{cid} is a HAMT-sharded directory, which is not supported")),
@@ -57,60 +60,68 @@ fn get<'a>(cid: &Cid, blocks: &HashMap<Cid, &'a [u8]>) -> Result<&'a [u8], Strin
     blocks.get(cid).copied().ok_or_else(|| format!("block {cid} is missing from the gateway's answer"))
 }
 
-/// Append the bytes of the file node `cid` to `out`.
-fn append_file(
-    cid: &Cid,
-    blocks: &HashMap<Cid, &[u8]>,
+/// A file being reassembled, with its limits.
+struct Walk<'a, 'b> {
+    blocks: &'a HashMap<Cid, &'b [u8]>,
     cap: u64,
-    out: &mut Vec<u8>,
-    depth: usize,
-) -> Result<(), String> {
-    if depth > MAX_DEPTH {
-        return Err(format!("file DAG deeper than {MAX_DEPTH} levels at {cid}"));
-    }
-    let block = get(cid, blocks)?;
-    let start = out.len();
-    let grow = |out: &mut Vec<u8>, b: &[u8]| {
-        if (out.len() + b.len()) as u64 > cap {
-            return Err(format!("file exceeds the size cap of {cap} bytes (http.max_file_bytes)"));
+    visits_left: u64,
+}
+
+impl Walk<'_, '_> {
+    /// Append the bytes of the file node `cid` to `out`.
+    fn append_file(&mut self, cid: &Cid, out: &mut Vec<u8>, depth: usize) -> Result<(), String> {
+        let cap = self.cap;
+        if depth > MAX_DEPTH {
+            return Err(format!("file DAG deeper than {MAX_DEPTH} levels at {cid}"));
         }
-        out.extend_from_slice(b);
-        Ok(())
-    };
-    if cid.codec() == RAW {
-        return grow(out, block);
-    }
-    let node = PbNode::decode(block).map_err(|e| format!("block {cid}: bad dag-pb: {e}"))?;
-    let fs = UnixFs::decode(node.data).map_err(|e| format!("block {cid}: bad UnixFS data: {e}"))?;
-    if fs.kind != TYPE_FILE && fs.kind != TYPE_RAW {
-        return Err(format!("block {cid} inside a file is UnixFS type {}", fs.kind));
-    }
-    grow(out, fs.data)?;
-    if !node.links.is_empty() && fs.blocksizes.len() != node.links.len() {
-        return Err(format!(
-            "file node {cid} has {} links but {} blocksizes",
-            node.links.len(),
-            fs.blocksizes.len()
-        ));
-    }
-    for (l, want) in node.links.iter().zip(&fs.blocksizes) {
-        let before = out.len();
-        append_file(&l.cid, blocks, cap, out, depth + 1)?;
-        let got = (out.len() - before) as u64;
-        if got != *want {
+        if self.visits_left == 0 {
+            return Err(format!("file DAG at {cid} links more nodes than it can hold; refusing it"));
+        }
+        self.visits_left -= 1;
+        let block = get(cid, self.blocks)?;
+        let start = out.len();
+        let grow = |out: &mut Vec<u8>, b: &[u8]| {
+            if (out.len() + b.len()) as u64 > cap {
+                return Err(format!("file exceeds the size cap of {cap} bytes (http.max_file_bytes)"));
+            }
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        if cid.codec() == RAW {
+            return grow(out, block);
+        }
+        let node = PbNode::decode(block).map_err(|e| format!("block {cid}: bad dag-pb: {e}"))?;
+        let fs = UnixFs::decode(node.data).map_err(|e| format!("block {cid}: bad UnixFS data: {e}"))?;
+        if fs.kind != TYPE_FILE && fs.kind != TYPE_RAW {
+            return Err(format!("block {cid} inside a file is UnixFS type {}", fs.kind));
+        }
+        grow(out, fs.data)?;
+        if !node.links.is_empty() && fs.blocksizes.len() != node.links.len() {
             return Err(format!(
-                "file node {cid}: child {} holds {got} bytes, blocksizes says {want}",
-                l.cid
+                "file node {cid} has {} links but {} blocksizes",
+                node.links.len(),
+                fs.blocksizes.len()
             ));
         }
-    }
-    if let Some(size) = fs.filesize {
-        let got = (out.len() - start) as u64;
-        if got != size {
-            return Err(format!("file node {cid} holds {got} bytes, filesize says {size}"));
+        for (l, want) in node.links.iter().zip(&fs.blocksizes) {
+            let before = out.len();
+            self.append_file(&l.cid, out, depth + 1)?;
+            let got = (out.len() - before) as u64;
+            if got != *want {
+                return Err(format!(
+                    "file node {cid}: child {} holds {got} bytes, blocksizes says {want}",
+                    l.cid
+                ));
+            }
         }
+        if let Some(size) = fs.filesize {
+            let got = (out.len() - start) as u64;
+            if got != size {
+                return Err(format!("file node {cid} holds {got} bytes, filesize says {size}"));
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 struct PbLink {
@@ -240,5 +251,79 @@ impl<'a> Iterator for Fields<'a> {
             self.at = self.b.len();
         }
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cid::{put_varint, DAG_PB};
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+
+    fn field_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+        put_varint(out, field << 3 | 2);
+        put_varint(out, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+
+    fn field_varint(out: &mut Vec<u8>, field: u64, v: u64) {
+        put_varint(out, field << 3);
+        put_varint(out, v);
+    }
+
+    /// A dag-pb UnixFS file node with `links` and their declared sizes.
+    fn file_node(data: &[u8], links: &[(Cid, u64)], filesize: u64) -> (Cid, Vec<u8>) {
+        let mut fs = Vec::new();
+        field_varint(&mut fs, 1, TYPE_FILE);
+        field_bytes(&mut fs, 2, data);
+        field_varint(&mut fs, 3, filesize);
+        for (_, n) in links {
+            field_varint(&mut fs, 4, *n);
+        }
+        let mut node = Vec::new();
+        for (c, n) in links {
+            let mut l = Vec::new();
+            field_bytes(&mut l, 1, &c.to_bytes());
+            field_bytes(&mut l, 2, b"");
+            field_varint(&mut l, 3, *n);
+            field_bytes(&mut node, 2, &l);
+        }
+        field_bytes(&mut node, 1, &fs);
+        (Cid::v1(DAG_PB, Sha256::digest(&node).into()).unwrap(), node)
+    }
+
+    fn raw(b: &[u8]) -> Cid {
+        Cid::v1(RAW, Sha256::digest(b).into()).unwrap()
+    }
+
+    #[test]
+    fn reassembles_and_checks_declared_sizes() {
+        let (a, b) = (b"hello ".to_vec(), b"world".to_vec());
+        let (ca, cb) = (raw(&a), raw(&b));
+        let (root, node) = file_node(b"", &[(ca, 6), (cb, 5)], 11);
+        let blocks: HashMap<Cid, &[u8]> = [(ca, &a[..]), (cb, &b[..]), (root, &node[..])].into();
+        let Entry::File(f) = entry(&root, &blocks, 1 << 20).unwrap() else { panic!("a file") };
+        assert_eq!(f, b"hello world");
+        let e = entry(&root, &blocks, 8).err().unwrap();
+        assert!(e.contains("size cap of 8"), "{e}");
+
+        let (lying, node) = file_node(b"", &[(ca, 6), (cb, 4)], 10);
+        let blocks: HashMap<Cid, &[u8]> = [(ca, &a[..]), (cb, &b[..]), (lying, &node[..])].into();
+        let e = entry(&lying, &blocks, 1 << 20).err().unwrap();
+        assert!(e.contains("blocksizes says 4"), "{e}");
+    }
+
+    #[test]
+    fn a_dag_of_repeated_empty_links_is_bounded() {
+        // 40 levels, each linking the level below 8 times: 8^40 visits if nothing stopped it.
+        let (mut cid, mut node) = file_node(b"", &[], 0);
+        let mut all = vec![(cid, node.clone())];
+        for _ in 0..40 {
+            (cid, node) = file_node(b"", &vec![(cid, 0); 8], 0);
+            all.push((cid, node.clone()));
+        }
+        let blocks: HashMap<Cid, &[u8]> = all.iter().map(|(c, n)| (*c, &n[..])).collect();
+        let e = entry(&cid, &blocks, 1 << 20).err().unwrap();
+        assert!(e.contains("links more nodes"), "{e}");
     }
 }
