@@ -251,10 +251,11 @@ impl KvCache {
         let d = self.head_dim;
         let base = self.slot(layer, pos);
         let rotate = self.rotated();
-        let mut buf = vec![0.0f32; if rotate { 2 * d } else { 0 }];
+        // Rotation applies to heads of at most 256 values (see `rotated`): no allocation here.
+        let mut buf = [0.0f32; 512];
         for (i, (kh, vh)) in k.chunks_exact(d).zip(v.chunks_exact(d)).enumerate() {
             if rotate {
-                let (rk, rv) = buf.split_at_mut(d);
+                let (rk, rv) = buf[..2 * d].split_at_mut(d);
                 rk.copy_from_slice(kh);
                 rv.copy_from_slice(vh);
                 quant::fwht(rk);
