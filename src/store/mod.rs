@@ -27,8 +27,9 @@
 //!   responses, every block checked against its CID, UnixFS reassembled; hedged to the next
 //!   gateway after [`StoreConfig::hedge_after`]; see `ipfs.rs`). The CID verifies the content,
 //!   so no expected digest is needed; the fetched adapter's [`Digest`] is still the sha256
-//!   definition above, and the store remembers (in memory) which digest each CID gave, so a
-//!   later fetch of the CID is answered from the caches.
+//!   definition above. The store remembers which digest each CID gave (in memory, and in
+//!   `cache_dir/cids/<CID>` so it survives a restart), so a later fetch of the CID is answered
+//!   from the caches. The cache directory is trusted to be the store's alone.
 //!
 //! The API is blocking and the [`Store`] is `Send + Sync`: the runtime calls it from blocking
 //! tasks.
@@ -173,8 +174,9 @@ pub struct Store {
     flights: Flights<Key, Arc<FetchedAdapter>>,
     downloads: Semaphore,
     counters: Counters,
-    /// The digest each CID fetched so far gave (CIDs are immutable).
+    /// The digest each CID fetched so far gave (CIDs are immutable); also on disk in `cids`.
     cid_digests: Mutex<HashMap<Cid, Digest>>,
+    cids_dir: PathBuf,
 }
 
 impl Store {
@@ -199,6 +201,8 @@ impl Store {
         let roots = source::canonical_roots(&cfg.roots)?;
         let http = HttpClient::new(&cfg.http)?;
         let disk = DiskCache::open(&cfg.cache_dir, cfg.disk_cap_bytes)?;
+        let cids_dir = cfg.cache_dir.join("cids");
+        std::fs::create_dir_all(&cids_dir).map_err(|e| Error::io(&cids_dir, e))?;
         Ok(Store {
             roots,
             http,
@@ -208,6 +212,7 @@ impl Store {
             downloads: Semaphore::new(cfg.max_concurrent_downloads),
             counters: Counters::default(),
             cid_digests: Mutex::new(HashMap::new()),
+            cids_dir,
             cfg,
         })
     }
@@ -229,7 +234,7 @@ impl Store {
 
     fn fetch_inner(&self, source: &Source, expected: Option<Digest>) -> Result<Arc<FetchedAdapter>> {
         let cid = source.cid();
-        let expected = expected.or_else(|| cid.and_then(|c| self.cid_digests.lock().get(&c).copied()));
+        let expected = expected.or_else(|| cid.and_then(|c| self.known_digest(&c)));
         if expected.is_none() && cid.is_none() && !self.cfg.allow_unverified {
             return Err(Error::store(
                 source.display(),
@@ -354,8 +359,29 @@ impl Store {
         if let Err(e) = self.disk.commit(tmp, digest, got.layout, a.total_bytes()) {
             log::warn!("store: could not keep {digest} in the disk cache: {e}");
         }
-        self.cid_digests.lock().insert(cid, digest);
+        self.remember(cid, digest);
         Ok(a)
+    }
+
+    /// The digest `cid` gave before, from memory or `cache_dir/cids/`.
+    fn known_digest(&self, cid: &Cid) -> Option<Digest> {
+        if let Some(d) = self.cid_digests.lock().get(cid) {
+            return Some(*d);
+        }
+        let text = std::fs::read_to_string(self.cids_dir.join(cid.to_string())).ok()?;
+        let d = Digest::parse(text.trim()).ok()?;
+        self.cid_digests.lock().insert(*cid, d);
+        Some(d)
+    }
+
+    /// Record that `cid` holds the adapter `digest` (on disk best-effort, via a temp file).
+    fn remember(&self, cid: Cid, digest: Digest) {
+        self.cid_digests.lock().insert(cid, digest);
+        let (path, tmp) = (self.cids_dir.join(cid.to_string()), self.cids_dir.join(format!(".{cid}.tmp")));
+        let r = std::fs::write(&tmp, format!("{digest}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = r {
+            log::warn!("store: could not record {cid} -> {digest} in {}: {e}", self.cids_dir.display());
+        }
     }
 
     /// Counters and sizes now.

@@ -218,6 +218,27 @@ fn cars_from_js_ipfs_verify_and_reassemble_byte_identical() {
     s.fetch(&ipfs(f, "dir"), Some(digest(PEFT_DIGEST))).unwrap();
     assert_eq!(gw.total_hits(), hits, "no new request");
     drop(s);
+
+    // After a restart the CID is still known: the disk cache answers.
+    let s = store(ipfs_config(&dir, &[&gw]));
+    let a = s.fetch(&ipfs(f, "dir"), None).unwrap();
+    assert_eq!((a.digest(), s.stats().disk_hits, gw.total_hits()), (digest(PEFT_DIGEST), 1, hits));
+    drop(s);
+
+    // Fifty concurrent fetches of a new CID: one gateway request.
+    let s = store(ipfs_config_in(&dir, "ipfs-concurrent", &[&gw]));
+    let before = gw.hits(&path(f, "file"));
+    let barrier = std::sync::Barrier::new(50);
+    std::thread::scope(|sc| {
+        for _ in 0..50 {
+            sc.spawn(|| {
+                barrier.wait();
+                assert_eq!(s.fetch(&ipfs(f, "file"), None).unwrap().digest(), digest(GGUF_DIGEST));
+            });
+        }
+    });
+    assert_eq!(gw.hits(&path(f, "file")) - before, 1);
+    drop(s);
     let s = store(ipfs_config_in(&dir, "ipfs-honest-2", &[&gw]));
     let e = s.fetch(&ipfs(f, "file"), Some(digest(PEFT_DIGEST))).unwrap_err().to_string();
     assert!(e.starts_with(&format!("ipfs://{}", f.cid("file"))) && e.contains("digest mismatch"), "{e}");
