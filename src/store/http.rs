@@ -84,7 +84,7 @@ pub(crate) struct Downloaded {
 }
 
 /// Why one attempt failed, and whether another may succeed.
-enum Failure {
+pub(crate) enum Failure {
     Retry(Error),
     Fatal(Error),
 }
@@ -183,61 +183,60 @@ impl HttpClient {
 }
 
 impl HttpClient {
-    /// The largest body accepted ([`HttpConfig::max_file_bytes`]).
-    pub fn max_file_bytes(&self) -> u64 {
-        self.cfg.max_file_bytes
+    /// The limits this client was built with.
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
     }
 
-    /// One GET of `url` with `Accept: accept`, into memory (no retries: the IPFS gateways
-    /// are each other's retries). Calls `on_headers` once a 2xx status line and headers have
-    /// arrived; gives up early, with an error, once `cancel` is set.
+    /// One GET of `url` with `Accept: accept`, into memory, without retrying (the caller
+    /// decides, from the [`Failure`] kind). Calls `on_headers` once a 2xx status line and
+    /// headers have arrived; gives up early, with an error, once `cancel` is set.
     pub fn get_once(
         &self,
         url: &str,
         accept: &str,
         cancel: &std::sync::atomic::AtomicBool,
         on_headers: impl FnOnce(),
-    ) -> Result<Vec<u8>> {
+    ) -> std::result::Result<Vec<u8>, Failure> {
         use std::sync::atomic::Ordering;
-        let err = |f: Failure| match f {
-            Failure::Retry(e) | Failure::Fatal(e) => e,
-        };
-        let resp = self
-            .agent
-            .get(url)
-            .header("Accept", accept)
-            .call()
-            .map_err(|e| err(classify(url, e, &self.cfg)))?;
+        let resp =
+            self.agent.get(url).header("Accept", accept).call().map_err(|e| classify(url, e, &self.cfg))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let reason = resp.status().canonical_reason().unwrap_or("");
-            return Err(Error::store(url, format!("HTTP {status} {reason}")));
+            let e = Error::store(url, format!("HTTP {status} {reason}"));
+            return Err(if status >= 500 || status == 408 || status == 429 {
+                Failure::Retry(e)
+            } else {
+                Failure::Fatal(e)
+            });
         }
         on_headers();
         let cap = self.cfg.max_file_bytes;
         let declared = resp.body().content_length();
         if let Some(n) = declared.filter(|n| *n > cap) {
-            return Err(too_large(url, &format!("Content-Length {n}"), cap));
+            return Err(Failure::Fatal(too_large(url, &format!("Content-Length {n}"), cap)));
         }
         let mut reader = resp.into_body().into_reader();
         let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(cap) as usize);
         let mut buf = vec![0u8; 1 << 16];
         loop {
             if cancel.load(Ordering::Relaxed) {
-                return Err(Error::store(url, "cancelled: another gateway answered first"));
+                return Err(Failure::Fatal(Error::store(url, "cancelled: another gateway answered first")));
             }
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(err(body_failure(url, e, bytes.len() as u64, declared, &self.cfg))),
+                Err(e) => return Err(body_failure(url, e, bytes.len() as u64, declared, &self.cfg)),
             };
             if bytes.len() as u64 + n as u64 > cap {
-                return Err(too_large(url, "the body", cap));
+                return Err(Failure::Fatal(too_large(url, "the body", cap)));
             }
             bytes.extend_from_slice(&buf[..n]);
         }
         if let Some(n) = declared.filter(|n| *n != bytes.len() as u64) {
-            return Err(Error::store(url, format!("body cut short: {} of {n} bytes received", bytes.len())));
+            let e = Error::store(url, format!("body cut short: {} of {n} bytes received", bytes.len()));
+            return Err(Failure::Retry(e));
         }
         Ok(bytes)
     }

@@ -15,6 +15,12 @@
 //!   too, in parallel; the first answer that verifies wins and the others are told to stop
 //!   (a loser blocked before its headers ends at its read time-out). At most one thread per
 //!   configured gateway per fetch.
+//! - **Retries:** when every gateway has failed and some failed in a way asking again may cure
+//!   (connection, time-out, 5xx/408/429, body cut short — not a wrong or missing block, not a
+//!   404), those are asked again in another round, up to [`HttpConfig::max_attempts`] rounds
+//!   with the same backoff as HTTP sources.
+//!
+//! [`HttpConfig::max_attempts`]: super::HttpConfig::max_attempts
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -26,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use super::cid::{Cid, RAW};
 use super::digest::{PEFT_CONFIG, PEFT_WEIGHTS};
 use super::fetched::GGUF_FILE;
-use super::http::HttpClient;
+use super::http::{Failure, HttpClient};
 use super::source::Layout;
 use super::unixfs::{self, Entry};
 use crate::error::{Error, Result};
@@ -52,9 +58,61 @@ pub(crate) fn fetch(
     if gateways.is_empty() {
         return Err(Error::store(name, "no IPFS gateways configured (StoreConfig::gateways)"));
     }
+    let cfg = http.config();
+    let mut pause = cfg.backoff_initial;
+    let mut ask: Vec<String> = gateways.to_vec();
+    let mut fatal: Vec<String> = Vec::new();
+    let mut round = 1;
+    loop {
+        let failures = match one_round(http, &ask, hedge_after, cid, &name)? {
+            Ok(a) => return Ok(a),
+            Err(f) => f,
+        };
+        let mut again = Vec::new();
+        let mut retryable = Vec::new();
+        for (i, f) in failures {
+            match f {
+                Failure::Retry(e) => {
+                    again.push(ask[i].clone());
+                    retryable.push(e.to_string());
+                }
+                Failure::Fatal(e) => fatal.push(e.to_string()),
+            }
+        }
+        if again.is_empty() || round >= cfg.max_attempts {
+            let rounds = if round > 1 { format!(" (gave up after {round} rounds)") } else { String::new() };
+            fatal.extend(retryable);
+            return Err(Error::store(
+                name,
+                format!("no gateway gave verified content: {}{rounds}", fatal.join("; ")),
+            ));
+        }
+        log::warn!(
+            "store: {name}: round {round} failed ({}); retrying in {} ms",
+            retryable.join("; "),
+            pause.as_millis()
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(cfg.backoff_max);
+        ask = again;
+        round += 1;
+    }
+}
+
+/// The first verified answer of one round, or every gateway's failure by index.
+type Round = std::result::Result<IpfsAdapter, Vec<(usize, Failure)>>;
+
+/// Ask `gateways` once each, hedged (see the module docs).
+fn one_round(
+    http: &HttpClient,
+    gateways: &[String],
+    hedge_after: Duration,
+    cid: Cid,
+    name: &str,
+) -> Result<Round> {
     enum Msg {
         Headers(usize),
-        Done(usize, Result<IpfsAdapter>),
+        Done(usize, std::result::Result<IpfsAdapter, Failure>),
     }
     let (tx, rx) = mpsc::channel();
     let cancel = Arc::new(AtomicBool::new(false));
@@ -74,7 +132,7 @@ pub(crate) fn fetch(
     launch(0)?;
     let (mut next, mut running) = (1, 1);
     let mut hedge_at = Some(Instant::now() + hedge_after);
-    let mut errors: Vec<(usize, Error)> = Vec::new();
+    let mut errors: Vec<(usize, Failure)> = Vec::new();
     loop {
         let msg = match hedge_at.filter(|_| next < gateways.len()) {
             Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
@@ -95,10 +153,11 @@ pub(crate) fn fetch(
                         errors.len()
                     );
                 }
-                return Ok(a);
+                return Ok(Ok(a));
             }
             Ok(Msg::Done(i, Err(e))) => {
-                log::warn!("store: {name} via {}: {e}", gateways[i]);
+                let (Failure::Retry(m) | Failure::Fatal(m)) = &e;
+                log::warn!("store: {name} via {}: {m}", gateways[i]);
                 errors.push((i, e));
                 running -= 1;
                 if next < gateways.len() {
@@ -121,8 +180,7 @@ pub(crate) fn fetch(
         }
     }
     errors.sort_by_key(|(i, _)| *i);
-    let all: Vec<String> = errors.iter().map(|(_, e)| e.to_string()).collect();
-    Err(Error::store(name, format!("no gateway gave verified content: {}", all.join("; "))))
+    Ok(Err(errors))
 }
 
 /// One gateway's answer for `cid`, verified and decoded.
@@ -132,7 +190,7 @@ fn from_gateway(
     cid: Cid,
     cancel: &AtomicBool,
     on_headers: impl FnOnce(),
-) -> Result<IpfsAdapter> {
+) -> std::result::Result<IpfsAdapter, Failure> {
     let base = gateway.trim_end_matches('/');
     let (format, accept) = if cid.codec() == RAW {
         ("raw", "application/vnd.ipld.raw")
@@ -142,14 +200,15 @@ fn from_gateway(
     let url = format!("{base}/ipfs/{cid}?format={format}");
     let body = http.get_once(&url, accept, cancel, on_headers)?;
     let received = body.len() as u64;
-    let bad = |reason: String| Error::store(url.clone(), reason);
+    // A wrong answer is not retried from the same gateway.
+    let bad = |reason: String| Failure::Fatal(Error::store(url.clone(), reason));
     if cid.codec() == RAW {
         if <[u8; 32]>::from(Sha256::digest(&body)) != *cid.sha256() {
             return Err(bad(format!("block {cid} does not hash to its CID (the gateway sent wrong bytes)")));
         }
         return Ok(IpfsAdapter { layout: Layout::GgufFile, files: vec![(GGUF_FILE, body)], received });
     }
-    let cap = http.max_file_bytes();
+    let cap = http.config().max_file_bytes;
     let car = super::car::read(&body).map_err(bad)?;
     if !car.roots.contains(&cid) {
         log::debug!("store: CAR from {url} has roots {:?}, not {cid}", car.roots);

@@ -353,13 +353,21 @@ fn all_gateways_bad_is_one_clear_error_and_unsupported_cids_are_refused() {
     let e = s.fetch(&ipfs(f, "dir"), None).unwrap_err().to_string();
     let name = format!("ipfs://{}", f.cid("dir"));
     assert!(e.starts_with(&name) && e.contains("no gateway gave verified content"), "{e}");
-    for needle in ["HTTP 500", "does not hash to its CID", "connection failed"] {
+    for needle in ["HTTP 500", "does not hash to its CID", "connection failed", "gave up after 2 rounds"] {
         assert!(e.contains(needle), "{needle}: {e}");
     }
     assert!(!e.contains('\n'), "{e}");
+    // The 500 and the dead gateway were asked again (http.max_attempts rounds); the liar not.
+    assert_eq!((failing.hits(&path(f, "dir")), liar.hits(&path(f, "dir"))), (2, 1));
     let st = s.stats();
     assert_eq!((st.in_flight, st.ram_bytes, st.disk_bytes), (0, 0, 0));
     assert_eq!(std::fs::read_dir(dir.0.join("cache/tmp")).unwrap().count(), 0);
+
+    // A gateway failing once is asked again after a pause, and answers.
+    let flaky = gateway(f, &[("dir", Route::FailThenOk(1, f.bytes("dir.car")))]);
+    let s = store(ipfs_config_in(&dir, "ipfs-flaky", &[&flaky]));
+    assert_eq!(s.fetch(&ipfs(f, "dir"), None).unwrap().digest(), digest(PEFT_DIGEST));
+    assert_eq!(flaky.hits(&path(f, "dir")), 2);
 
     // No gateways configured.
     let s = store(StoreConfig { cache_dir: dir.0.join("ipfs-none"), ..config(&dir) });
