@@ -105,6 +105,13 @@ pub enum Error {
         /// Which limit, in words (e.g. "no data for 300 ms").
         reason: String,
     },
+    /// A bounded queue or batch is full; try again later.
+    Busy {
+        /// What is full.
+        what: String,
+        /// Its limit.
+        limit: usize,
+    },
     /// A reservation does not fit under a ledger's budget (the red line).
     OverBudget {
         /// The ledger ("cpu", "cuda:0", "host").
@@ -194,6 +201,7 @@ impl fmt::Display for Error {
                 write!(f, "{source}: digest mismatch: expected {expected}, found {found}")
             }
             Error::Timeout { source, reason } => write!(f, "{source}: timed out: {reason}"),
+            Error::Busy { what, limit } => write!(f, "busy: the {what} is full ({limit} at most)"),
             Error::OverBudget { ledger, category, requested, free, budget } => write!(
                 f,
                 "{ledger}: {requested} bytes of {category} do not fit under the budget ({free} free of {budget})"

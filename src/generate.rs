@@ -2,13 +2,12 @@
 //! sampling, stopping on end-of-generation tokens, stop strings or the token limit, and
 //! streaming text as it becomes complete UTF-8.
 
-use std::time::Instant;
-
+use crate::batcher::{Batcher, Event, Request};
 use crate::error::{Error, Result};
 use crate::kv::KvCache;
 use crate::lora::LoraAdapter;
 use crate::model::{Compute, LlamaModel, LogitsMode, SeqBatch};
-use crate::sampling::{Sampler, SamplingParams, StopStrings};
+use crate::sampling::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
 /// Tokens per prefill chunk: bounds scratch memory for long prompts.
@@ -47,6 +46,8 @@ pub enum FinishReason {
     Eos,
     /// A stop string appeared.
     Stop,
+    /// The request was cancelled.
+    Cancelled,
 }
 
 impl FinishReason {
@@ -56,6 +57,7 @@ impl FinishReason {
             FinishReason::Length => "length",
             FinishReason::Eos => "eos",
             FinishReason::Stop => "stop",
+            FinishReason::Cancelled => "cancelled",
         }
     }
 }
@@ -122,190 +124,43 @@ pub struct BatchRow<'a> {
     pub max_tokens: usize,
 }
 
-/// Per-row decoding state.
-struct RowState<'t> {
-    sampler: Sampler,
-    stops: StopStrings,
-    decoder: Option<crate::tokenizer::StreamDecoder<'t>>,
-    recent: Vec<u32>,
-    out: Vec<u32>,
-    text: String,
-    finish: Option<FinishReason>,
-    max_tokens: usize,
-    logits: Vec<f32>,
-}
-
-impl RowState<'_> {
-    /// Pass a text piece through the stop strings; true when a stop string ended the row.
-    fn emit(&mut self, row: usize, piece: &str, on_text: &mut dyn FnMut(usize, &str)) -> bool {
-        let o = self.stops.push(piece);
-        if !o.emit.is_empty() {
-            on_text(row, &o.emit);
-            self.text.push_str(&o.emit);
-        }
-        o.stopped
-    }
-
-    /// Sample the next token; returns it when the row goes on.
-    fn step(
-        &mut self,
-        row: usize,
-        tok: Option<&Tokenizer>,
-        ignore_eos: bool,
-        on_text: &mut dyn FnMut(usize, &str),
-    ) -> Result<Option<u32>> {
-        if self.out.len() >= self.max_tokens {
-            self.finish = Some(FinishReason::Length);
-            return Ok(None);
-        }
-        let t = self.sampler.sample(&self.logits, &self.recent);
-        if !ignore_eos && tok.is_some_and(|k| k.is_eos(t)) {
-            self.finish = Some(FinishReason::Eos);
-            return Ok(None);
-        }
-        self.out.push(t);
-        self.recent.push(t);
-        if let Some(d) = self.decoder.as_mut() {
-            if let Some(piece) = d.push(t)? {
-                if self.emit(row, &piece, on_text) {
-                    self.finish = Some(FinishReason::Stop);
-                    return Ok(None);
-                }
-            }
-        }
-        if self.out.len() >= self.max_tokens {
-            self.finish = Some(FinishReason::Length);
-            return Ok(None);
-        }
-        Ok(Some(t))
-    }
-
-    /// Flush held-back text at the end of a row that did not stop on a stop string.
-    fn flush(&mut self, row: usize, on_text: &mut dyn FnMut(usize, &str)) -> Result<()> {
-        if self.finish == Some(FinishReason::Stop) {
-            return Ok(());
-        }
-        if let Some(piece) = self.decoder.as_mut().map(|d| d.finish()).transpose()?.flatten() {
-            if self.emit(row, &piece, on_text) {
-                self.finish = Some(FinishReason::Stop);
-                return Ok(());
-            }
-        }
-        let rest = self.stops.finish();
-        if !rest.is_empty() {
-            on_text(row, &rest);
-            self.text.push_str(&rest);
-        }
-        Ok(())
-    }
-}
-
-/// Generate for several rows at once: one forward pass per step runs every unfinished row,
-/// each with its own prompt, KV cache (`kvs[i]`) and adapters. `on_text(row, piece)` receives
-/// complete text as it appears. Timings are those of the whole batch.
-#[allow(clippy::too_many_arguments)]
+/// Generate for several rows at once with the [`Batcher`]: every step is one forward pass
+/// over every unfinished row, each with its own prompt, KV cache (`kvs[i]`) and adapters.
+/// `on_text(row, piece)` receives complete text as it appears. Outputs are in row order.
 pub fn generate_batch(
     model: &LlamaModel,
     c: &mut Compute,
     tokenizer: Option<&Tokenizer>,
-    kvs: &mut [KvCache],
+    kvs: Vec<KvCache>,
     rows: &[BatchRow<'_>],
     params: &GenerateParams,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<GenerateOutput>> {
-    params.sampling.validate()?;
     assert_eq!(kvs.len(), rows.len(), "one KV cache per row");
-    for (i, (r, kv)) in rows.iter().zip(kvs.iter()).enumerate() {
-        if r.prompt.is_empty() {
-            return Err(Error::invalid("prompt", format!("row {i} has no prompt tokens")));
-        }
-        kv.check_room(r.prompt.len())?;
+    let mut b = Batcher::new(model, tokenizer, rows.len());
+    let mut index = std::collections::HashMap::new();
+    for (i, (r, kv)) in rows.iter().zip(kvs).enumerate() {
+        let p = GenerateParams { max_tokens: r.max_tokens, ..params.clone() };
+        let id = b
+            .admit(Request { prompt: r.prompt.clone(), adapters: r.adapters.clone(), params: p, kv })
+            .map_err(|e| match e {
+            Error::InvalidArgument { name, reason } => Error::invalid(name, format!("row {i}: {reason}")),
+            other => other,
+        })?;
+        index.insert(id, i);
     }
-    let mut st: Vec<RowState<'_>> = rows
-        .iter()
-        .zip(kvs.iter())
-        .map(|(r, kv)| RowState {
-            sampler: Sampler::new(params.sampling.clone()),
-            stops: StopStrings::new(params.stop.clone()),
-            decoder: tokenizer.map(|t| t.stream_decoder()),
-            recent: r.prompt.clone(),
-            out: Vec::new(),
-            text: String::new(),
-            finish: None,
-            max_tokens: r.max_tokens.min(kv.capacity().saturating_sub(kv.len() + r.prompt.len())),
-            logits: Vec::new(),
-        })
-        .collect();
-    // Prefill, chunk by chunk, all rows together.
-    let t0 = Instant::now();
-    let longest = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
-    for start in (0..longest).step_by(PREFILL_CHUNK) {
-        let mut batch = Vec::new();
-        let mut which = Vec::new();
-        for (i, (r, kv)) in rows.iter().zip(kvs.iter_mut()).enumerate() {
-            if start >= r.prompt.len() {
-                continue;
-            }
-            let end = (start + PREFILL_CHUNK).min(r.prompt.len());
-            let mode = if end == r.prompt.len() { LogitsMode::Last } else { LogitsMode::None };
-            batch.push(SeqBatch { tokens: &r.prompt[start..end], kv, adapters: &r.adapters, logits: mode });
-            which.push((i, mode));
-        }
-        for ((i, mode), logits) in which.into_iter().zip(model.forward(c, &mut batch)?) {
-            if mode == LogitsMode::Last {
-                st[i].logits = logits;
-            }
-        }
+    let mut outs: Vec<Option<GenerateOutput>> = vec![None; rows.len()];
+    while !b.is_empty() {
+        b.step(c, &mut |ev| match ev {
+            Event::Text { id, text } => on_text(index[&id], &text),
+            Event::Done { id, output, .. } => outs[index[&id]] = Some(output),
+        })?;
     }
-    let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    // Decode: sample every live row, then one forward pass for those that go on.
-    let t1 = Instant::now();
-    let mut steps = 0;
-    let mut next: Vec<Option<u32>> = vec![None; rows.len()];
-    loop {
-        for (i, s) in st.iter_mut().enumerate() {
-            next[i] =
-                if s.finish.is_none() { s.step(i, tokenizer, params.ignore_eos, on_text)? } else { None };
-        }
-        let mut batch = Vec::new();
-        let mut which = Vec::new();
-        for (i, (kv, r)) in kvs.iter_mut().zip(rows).enumerate() {
-            if let Some(t) = &next[i] {
-                batch.push(SeqBatch {
-                    tokens: std::slice::from_ref(t),
-                    kv,
-                    adapters: &r.adapters,
-                    logits: LogitsMode::Last,
-                });
-                which.push(i);
-            }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        for (i, logits) in which.into_iter().zip(model.forward(c, &mut batch)?) {
-            st[i].logits = logits;
-        }
-        steps += 1;
-    }
-    let decode_ms = t1.elapsed().as_secs_f64() * 1000.0;
-    let mut outs = Vec::with_capacity(rows.len());
-    for (i, (mut s, r)) in st.into_iter().zip(rows).enumerate() {
-        s.flush(i, on_text)?;
-        outs.push(GenerateOutput {
-            token_ids: s.out,
-            text: s.text,
-            prompt_tokens: r.prompt.len(),
-            prefill_ms,
-            decode_ms,
-            decode_steps: steps,
-            finish: s.finish.unwrap_or(FinishReason::Length),
-        });
-    }
-    Ok(outs)
+    Ok(outs.into_iter().map(|o| o.expect("every admitted row ends exactly once")).collect())
 }
 
 /// Generate from `prompt`, calling `on_text` with each complete piece of text as it appears.
+/// `kv` receives the prompt and the generated tokens.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &LlamaModel,
@@ -317,16 +172,28 @@ pub fn generate(
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<GenerateOutput> {
-    let row =
-        BatchRow { prompt: prompt.to_vec(), adapters: adapters.to_vec(), max_tokens: params.max_tokens };
-    let mut out = generate_batch(
-        model,
-        c,
-        tokenizer,
-        std::slice::from_mut(kv),
-        std::slice::from_ref(&row),
-        params,
-        &mut |_, t| on_text(t),
-    )?;
-    Ok(out.pop().expect("one row in, one row out"))
+    let mut b = Batcher::new(model, tokenizer, 1);
+    let placeholder = KvCache::with_type(&model.config, 0, kv.kind());
+    let own = std::mem::replace(kv, placeholder);
+    let req =
+        Request { prompt: prompt.to_vec(), adapters: adapters.to_vec(), params: params.clone(), kv: own };
+    let id = match b.admit(req) {
+        Ok(id) => id,
+        Err(e) => return Err(e),
+    };
+    let mut done = None;
+    while !b.is_empty() {
+        let r = b.step(c, &mut |ev| match ev {
+            Event::Text { text, .. } => on_text(&text),
+            Event::Done { id: d, output, kv: back } => {
+                debug_assert_eq!(d, id);
+                *kv = back;
+                done = Some(output);
+            }
+        });
+        if let Err(e) = r {
+            return Err(e);
+        }
+    }
+    Ok(done.expect("the row ends exactly once"))
 }

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod batcher;
 pub mod chat;
 pub mod cli;
 pub mod engine;

@@ -202,9 +202,9 @@ fn generate_batch_file(s: &mut Session, path: &std::path::Path, params: &Generat
         let max_tokens = batch.specs[i].max_tokens.unwrap_or(params.max_tokens);
         rows.push(BatchRow { prompt: batch.prompt(i, tok)?, adapters: batch.adapter_set(i), max_tokens });
     }
-    let mut kvs = rows.iter().map(|_| s.kv()).collect::<Result<Vec<KvCache>>>()?;
+    let kvs = rows.iter().map(|_| s.kv()).collect::<Result<Vec<KvCache>>>()?;
     let model = &s.engine.loaded.model;
-    let outs = generate_batch(model, &mut s.compute, tok, &mut kvs, &rows, params, &mut |_, _| {})?;
+    let outs = generate_batch(model, &mut s.compute, tok, kvs, &rows, params, &mut |_, _| {})?;
     for (i, o) in outs.iter().enumerate() {
         let j = serde_json::json!({
             "row": i,

@@ -2,6 +2,7 @@
 
 mod adapters;
 mod bad_input;
+mod batching;
 mod cli;
 mod common;
 mod formats;
