@@ -221,8 +221,10 @@ impl Store {
     /// lookup order, single flight and what is refused). Blocks until done.
     ///
     /// Errors: [`Error::Store`] (refused source, HTTP status, size cap, truncated body,
-    /// unverified content), [`Error::DigestMismatch`], [`Error::Timeout`], [`Error::Io`] — each
-    /// naming the source. The store keeps serving after any of them.
+    /// unverified content; for `ipfs://`, one error listing what each gateway did wrong:
+    /// a block that does not hash to its CID or is missing, a status, a time-out),
+    /// [`Error::DigestMismatch`], [`Error::Timeout`], [`Error::Io`] — each naming the source.
+    /// The store keeps serving after any of them.
     pub fn fetch(&self, source: &Source, expected: Option<Digest>) -> Result<Arc<FetchedAdapter>> {
         bump(&self.counters.fetches, 1);
         let r = self.fetch_inner(source, expected);
