@@ -61,7 +61,7 @@ impl Digest {
     pub fn parse(s: &str) -> Result<Digest> {
         let bad = |reason: String| Error::invalid("digest", format!("'{s}': {reason}"));
         let s_trim = s.trim();
-        if s_trim.starts_with("ipfs://") || s_trim.starts_with("Qm") || s_trim.starts_with("bafy") {
+        if s_trim.starts_with("ipfs://") || super::cid::Cid::parse(s_trim).is_ok() {
             return Err(bad("an IPFS CID is not a digest here: give it as the source, ipfs://<CID>, which \
                  verifies itself (or give a sha256:<hex> digest)"
                 .into()));
@@ -189,6 +189,8 @@ mod tests {
             (format!("sha256:{}zz", &EMPTY[..62]), "not a hex digit"),
             ("ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(), "ipfs://<CID>"),
             ("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(), "ipfs://<CID>"),
+            ("bafkreieuqyogwiw6c3oikmm2474rxi7rdmvjlhn5egjhpzekmtnffqis4q".into(), "ipfs://<CID>"),
+            ("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn".into(), "ipfs://<CID>"),
         ] {
             let e = Digest::parse(&s).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("digest"), "{s}: {e}");
