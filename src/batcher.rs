@@ -47,7 +47,7 @@ pub enum Event {
         /// Its tokens, text, timings and finish reason.
         output: GenerateOutput,
         /// Its KV cache, handed back (dropping it releases its ledger reservation).
-        kv: KvCache,
+        kv: Box<KvCache>,
     },
 }
 
@@ -299,5 +299,5 @@ fn finish(mut row: Row<'_, '_>, on_event: &mut dyn FnMut(Event)) {
         decode_steps: row.decode_steps,
         finish: row.state.finish.unwrap_or(FinishReason::Length),
     };
-    on_event(Event::Done { id: row.id, output, kv: row.req.kv });
+    on_event(Event::Done { id: row.id, output, kv: Box::new(row.req.kv) });
 }

@@ -177,23 +177,17 @@ pub fn generate(
     let own = std::mem::replace(kv, placeholder);
     let req =
         Request { prompt: prompt.to_vec(), adapters: adapters.to_vec(), params: params.clone(), kv: own };
-    let id = match b.admit(req) {
-        Ok(id) => id,
-        Err(e) => return Err(e),
-    };
+    let id = b.admit(req)?;
     let mut done = None;
     while !b.is_empty() {
-        let r = b.step(c, &mut |ev| match ev {
+        b.step(c, &mut |ev| match ev {
             Event::Text { text, .. } => on_text(&text),
             Event::Done { id: d, output, kv: back } => {
                 debug_assert_eq!(d, id);
-                *kv = back;
+                *kv = *back;
                 done = Some(output);
             }
-        });
-        if let Err(e) = r {
-            return Err(e);
-        }
+        })?;
     }
     Ok(done.expect("the row ends exactly once"))
 }

@@ -11,6 +11,9 @@ use loradock::model::Compute;
 
 use crate::common::*;
 
+/// A row to run: prompt, weighted adapters, tokens to generate.
+type Spec<'a> = (Vec<u32>, Vec<(&'a LoraAdapter, f32)>, usize);
+
 fn params(max_tokens: usize) -> GenerateParams {
     GenerateParams { max_tokens, ignore_eos: true, ..Default::default() }
 }
@@ -23,7 +26,7 @@ fn rows_joining_mid_flight_match_their_solo_runs() {
     let (a, b) = (adapter(&m, "r8_qv"), adapter(&m, "r16_mlp"));
     let ps = prompts(&j);
     // Three rows: base (16 tokens), an adapter (5 tokens), a composite (9 tokens).
-    let specs: Vec<(Vec<u32>, Vec<(&LoraAdapter, f32)>, usize)> = vec![
+    let specs: Vec<Spec<'_>> = vec![
         (ps[0].1.clone(), vec![], 16),
         (ps[1].1.clone(), vec![(&a, 1.0)], 5),
         (ps[0].1[..6].to_vec(), vec![(&a, 0.7), (&b, -0.4)], 9),
