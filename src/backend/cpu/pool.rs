@@ -245,13 +245,15 @@ impl SharedOut {
     }
 }
 
-/// Chunk count for `total` work units so that each thread gets several chunks of at least
-/// `min_units` units (multiples of `align`). Returns `(n_chunks, units_per_chunk)`.
+/// Chunk count for `total` work units: about three chunks per thread (fewer claims per op;
+/// measured faster for decode than eight, and a descheduled worker still delays a job by one
+/// chunk only), each at least `min_units` units, in multiples of `align`. Returns
+/// `(n_chunks, units_per_chunk)`.
 pub fn chunking(total: usize, n_threads: usize, min_units: usize, align: usize) -> (usize, usize) {
     if total == 0 {
         return (0, 1);
     }
-    let target = (total / (n_threads * 8)).max(min_units).max(1);
+    let target = (total / (n_threads * 3)).max(min_units).max(1);
     let per = target.div_ceil(align) * align;
     (total.div_ceil(per), per)
 }
