@@ -16,6 +16,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
+/// An HTTP response as ureq returns it.
+type Response = ureq::http::Response<ureq::Body>;
+
 /// Limits of the store's HTTP client. Every field is a limit; none is optional.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -138,29 +141,45 @@ impl HttpClient {
 
     fn attempt(&self, url: &str, dest: &Path) -> std::result::Result<Downloaded, Failure> {
         let resp = self.agent.get(url).call().map_err(|e| classify(url, e, &self.cfg))?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let e = Error::store(
-                url,
-                format!("HTTP {status} {}", resp.status().canonical_reason().unwrap_or("")),
-            );
-            return Err(if status >= 500 || status == 408 || status == 429 {
-                Failure::Retry(e)
-            } else {
-                Failure::Fatal(e)
-            });
-        }
+        check_status(url, &resp)?;
+        let declared = self.declared_len(url, &resp)?;
+        let mut file = std::fs::File::create(dest).map_err(|e| Failure::Fatal(Error::io(dest, e)))?;
+        let mut hasher = Sha256::new();
+        let bytes = self.read_body(url, resp.into_body().into_reader(), declared, None, &mut |chunk| {
+            hasher.update(chunk);
+            file.write_all(chunk).map_err(|e| Failure::Fatal(Error::io(dest, e)))
+        })?;
+        file.flush().map_err(|e| Failure::Fatal(Error::io(dest, e)))?;
+        Ok(Downloaded { bytes, sha256: hasher.finalize().into() })
+    }
+
+    /// The declared body length, refused when it exceeds the size cap.
+    fn declared_len(&self, url: &str, resp: &Response) -> std::result::Result<Option<u64>, Failure> {
         let cap = self.cfg.max_file_bytes;
         let declared = resp.body().content_length();
         if let Some(n) = declared.filter(|n| *n > cap) {
             return Err(Failure::Fatal(too_large(url, &format!("Content-Length {n}"), cap)));
         }
-        let mut file = std::fs::File::create(dest).map_err(|e| Failure::Fatal(Error::io(dest, e)))?;
-        let mut reader = resp.into_body().into_reader();
-        let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
-        let mut hasher = Sha256::new();
+        Ok(declared)
+    }
+
+    /// Read a body to memory under the size cap, passing each chunk to `on_chunk`; a body
+    /// shorter than `declared` is a retryable failure; `cancel`, when set, stops early.
+    fn read_body(
+        &self,
+        url: &str,
+        mut reader: impl Read,
+        declared: Option<u64>,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+        on_chunk: &mut dyn FnMut(&[u8]) -> std::result::Result<(), Failure>,
+    ) -> std::result::Result<Vec<u8>, Failure> {
+        let cap = self.cfg.max_file_bytes;
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(cap) as usize);
         let mut buf = vec![0u8; 1 << 16];
         loop {
+            if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(Failure::Fatal(Error::store(url, "cancelled: another gateway answered first")));
+            }
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -169,16 +188,14 @@ impl HttpClient {
             if bytes.len() as u64 + n as u64 > cap {
                 return Err(Failure::Fatal(too_large(url, "the body", cap)));
             }
-            hasher.update(&buf[..n]);
+            on_chunk(&buf[..n])?;
             bytes.extend_from_slice(&buf[..n]);
-            file.write_all(&buf[..n]).map_err(|e| Failure::Fatal(Error::io(dest, e)))?;
         }
         if let Some(n) = declared.filter(|n| *n != bytes.len() as u64) {
             let e = Error::store(url, format!("body cut short: {} of {n} bytes received", bytes.len()));
             return Err(Failure::Retry(e));
         }
-        file.flush().map_err(|e| Failure::Fatal(Error::io(dest, e)))?;
-        Ok(Downloaded { bytes, sha256: hasher.finalize().into() })
+        Ok(bytes)
     }
 }
 
@@ -198,48 +215,24 @@ impl HttpClient {
         cancel: &std::sync::atomic::AtomicBool,
         on_headers: impl FnOnce(),
     ) -> std::result::Result<Vec<u8>, Failure> {
-        use std::sync::atomic::Ordering;
         let resp =
             self.agent.get(url).header("Accept", accept).call().map_err(|e| classify(url, e, &self.cfg))?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let reason = resp.status().canonical_reason().unwrap_or("");
-            let e = Error::store(url, format!("HTTP {status} {reason}"));
-            return Err(if status >= 500 || status == 408 || status == 429 {
-                Failure::Retry(e)
-            } else {
-                Failure::Fatal(e)
-            });
-        }
+        check_status(url, &resp)?;
         on_headers();
-        let cap = self.cfg.max_file_bytes;
-        let declared = resp.body().content_length();
-        if let Some(n) = declared.filter(|n| *n > cap) {
-            return Err(Failure::Fatal(too_large(url, &format!("Content-Length {n}"), cap)));
-        }
-        let mut reader = resp.into_body().into_reader();
-        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(cap) as usize);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Failure::Fatal(Error::store(url, "cancelled: another gateway answered first")));
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => return Err(body_failure(url, e, bytes.len() as u64, declared, &self.cfg)),
-            };
-            if bytes.len() as u64 + n as u64 > cap {
-                return Err(Failure::Fatal(too_large(url, "the body", cap)));
-            }
-            bytes.extend_from_slice(&buf[..n]);
-        }
-        if let Some(n) = declared.filter(|n| *n != bytes.len() as u64) {
-            let e = Error::store(url, format!("body cut short: {} of {n} bytes received", bytes.len()));
-            return Err(Failure::Retry(e));
-        }
-        Ok(bytes)
+        let declared = self.declared_len(url, &resp)?;
+        self.read_body(url, resp.into_body().into_reader(), declared, Some(cancel), &mut |_| Ok(()))
     }
+}
+
+/// A non-2xx status as a failure: 5xx, 408 and 429 may be retried, the rest not.
+fn check_status(url: &str, resp: &Response) -> std::result::Result<(), Failure> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let reason = resp.status().canonical_reason().unwrap_or("");
+    let e = Error::store(url, format!("HTTP {status} {reason}"));
+    Err(if status >= 500 || status == 408 || status == 429 { Failure::Retry(e) } else { Failure::Fatal(e) })
 }
 
 fn too_large(url: &str, what: &str, cap: u64) -> Error {
