@@ -1,6 +1,7 @@
 //! The `loradock` binary as scripts drive it: flags, JSON output, files written, and errors
 //! that exit non-zero with one line naming the problem.
 
+use std::collections::HashMap;
 use std::process::{Command, Output};
 
 use crate::common::*;
@@ -24,6 +25,28 @@ fn err_line(args: &[&str]) -> String {
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
     assert!(stderr.starts_with("loradock: error: "), "{stderr}");
     stderr
+}
+
+/// Run `logits --batch` on `model` with `rows` and read back every `logits.<row>` tensor.
+fn logits_batch(
+    model: &std::path::Path,
+    rows: &serde_json::Value,
+    tag: &str,
+) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let dir = TempDir::new(tag);
+    let file = dir.0.join("batch.json");
+    std::fs::write(&file, rows.to_string()).unwrap();
+    let out = dir.0.join("l.safetensors");
+    ok_stdout(&[
+        "logits",
+        "--model",
+        model.to_str().unwrap(),
+        "--batch",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    read_f32_tensors(&out)
 }
 
 fn ids_csv(ids: &[u32]) -> String {
@@ -181,18 +204,8 @@ fn batch_files_run_rows_with_their_own_adapters() {
     let dir = TempDir::new("cli-batch");
     let file = dir.0.join("batch.json");
     std::fs::write(&file, rows.to_string()).unwrap();
-    let out = dir.0.join("l.safetensors");
     let m = tiny().join("model");
-    ok_stdout(&[
-        "logits",
-        "--model",
-        m.to_str().unwrap(),
-        "--batch",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let got = read_f32_tensors(&out);
+    let got = logits_batch(&m, &rows, "cli-batch-out");
     for (i, want) in
         ["logits.p0.base", "logits.p1.r8_qv", "logits.p0.sum_r8qv0.7_r16mlp-0.4"].iter().enumerate()
     {
@@ -246,19 +259,9 @@ fn batch_rows_with_approximate_combinations_match_peft() {
     let tmp = TempDir::new("cli-compose");
     let file = tmp.0.join("batch.json");
     std::fs::write(&file, rows.to_string()).unwrap();
-    let out = tmp.0.join("l.safetensors");
     let m = dir.join("model");
-    ok_stdout(&[
-        "logits",
-        "--model",
-        m.to_str().unwrap(),
-        "--batch",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
     let refs = read_f32_tensors(&dir.join("adapters_reference.safetensors"));
-    let got_all = read_f32_tensors(&out);
+    let got_all = logits_batch(&m, &rows, "cli-compose-out");
     for (i, case) in ["wa_svd_r4", "wa_ties", "wa_svd_r4"].iter().enumerate() {
         let got = &got_all[&format!("logits.{i}")].1;
         let want = &refs[&format!("logits.{case}")].1;
