@@ -24,12 +24,10 @@ the LoRA at scale 1) and a "gguf_lora" section to the same two files.
 Seeded and deterministic; the model, its adapters and reference files are checked byte-identical
 before and after.
 """
-import argparse
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import warnings
 
@@ -289,23 +287,13 @@ def report():
         log("WARNING: over the 2 MiB budget")
 
 
+def stage_llamacpp():
+    import adapter_fixtures_gguf as AG
+    AG.stage_llamacpp(REF_JSON, REF_ST, SCRATCH)
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["all", "hf", "llamacpp"], default="all")
-    a = ap.parse_args()
-    if a.stage in ("all", "hf"):
-        pyvenv.reexec_in(".venv-fixtures", pyvenv.FIXTURE_PINS)
-        stage_hf()
-        if a.stage == "all":
-            py = pyvenv.ensure_venv(".venv-llamacpp", pyvenv.LLAMACPP_PINS)
-            env = dict(os.environ, PYTHONHASHSEED="0")
-            subprocess.check_call([py, os.path.abspath(__file__), "--stage", "llamacpp"], env=env)
-            return
-    else:
-        pyvenv.reexec_in(".venv-llamacpp", pyvenv.LLAMACPP_PINS)
-        import adapter_fixtures_gguf as AG
-        AG.stage_llamacpp(REF_JSON, REF_ST, SCRATCH)
-    report()
+    pyvenv.two_stage_main(__doc__, __file__, stage_hf, stage_llamacpp, report)
 
 
 if __name__ == "__main__":

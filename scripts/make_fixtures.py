@@ -33,7 +33,6 @@ wa_*}, adapters_reference.*, gguf_lora/), which depends on these files.
 Everything is seeded; re-running reproduces the files (torch CPU kernels are deterministic for
 this size; llama.cpp's output is recorded, not asserted bit-exact across builds).
 """
-import argparse
 import hashlib
 import json
 import os
@@ -909,25 +908,15 @@ def report():
         log("WARNING: over the 12 MiB budget")
 
 
+def regenerate_adapter_fixtures(env):
+    """The adapter fixtures are computed against this model: regenerate them too."""
+    subprocess.check_call([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                        "make_adapter_fixtures.py")], env=env)
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["all", "hf", "llamacpp"], default="all")
-    a = ap.parse_args()
-    if a.stage in ("all", "hf"):
-        pyvenv.reexec_in(".venv-fixtures", pyvenv.FIXTURE_PINS)
-        stage_hf()
-        if a.stage == "all":
-            py = pyvenv.ensure_venv(".venv-llamacpp", pyvenv.LLAMACPP_PINS)
-            env = dict(os.environ, PYTHONHASHSEED="0")
-            subprocess.check_call([py, os.path.abspath(__file__), "--stage", "llamacpp"], env=env)
-            # the adapter fixtures are computed against this model: regenerate them too
-            subprocess.check_call([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                                "make_adapter_fixtures.py")], env=env)
-            return
-    else:
-        pyvenv.reexec_in(".venv-llamacpp", pyvenv.LLAMACPP_PINS)
-        stage_llamacpp()
-    report()
+    pyvenv.two_stage_main(__doc__, __file__, stage_hf, stage_llamacpp, report,
+                          after_all=regenerate_adapter_fixtures)
 
 
 if __name__ == "__main__":

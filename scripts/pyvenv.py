@@ -74,3 +74,29 @@ def reexec_in(name, pins):
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"
     os.execve(py, [py, os.path.abspath(sys.argv[0]), *sys.argv[1:]], env)
+
+
+def two_stage_main(doc, script, stage_hf, stage_llamacpp, report, after_all=None):
+    """The command line shared by the fixture scripts: `--stage hf` runs `stage_hf` in
+    .venv-fixtures (transformers + PEFT), `--stage llamacpp` runs `stage_llamacpp` in
+    .venv-llamacpp, and `--stage all` (the default) runs hf, then `script --stage llamacpp` in
+    the other venv, then `after_all(env)` if given. `report()` ends a single-stage run."""
+    import argparse
+    import subprocess
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=["all", "hf", "llamacpp"], default="all")
+    a = ap.parse_args()
+    if a.stage in ("all", "hf"):
+        reexec_in(".venv-fixtures", FIXTURE_PINS)
+        stage_hf()
+        if a.stage == "all":
+            py = ensure_venv(".venv-llamacpp", LLAMACPP_PINS)
+            env = dict(os.environ, PYTHONHASHSEED="0")
+            subprocess.check_call([py, os.path.abspath(script), "--stage", "llamacpp"], env=env)
+            if after_all:
+                after_all(env)
+            return
+    else:
+        reexec_in(".venv-llamacpp", LLAMACPP_PINS)
+        stage_llamacpp()
+    report()
