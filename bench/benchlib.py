@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: commands, JSON output, machine description."""
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -22,3 +23,20 @@ def cpu_name():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor()
+
+
+def scrub_paths(text, repo, peers):
+    """Machine paths as readers can follow them: repo-relative, ../shared/peers, ~/.cache."""
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache") + os.sep
+    return (text.replace(os.path.abspath(peers), "../shared/peers")
+            .replace(os.path.abspath(repo) + os.sep, "")
+            .replace(home_cache, "~/.cache/"))
+
+
+def scrub_files(paths, repo, peers):
+    """Rewrite result files with `scrub_paths` (figures untouched)."""
+    for p in paths:
+        with open(p) as fh:
+            text = fh.read()
+        with open(p, "w") as fh:
+            fh.write(scrub_paths(text, repo, peers))

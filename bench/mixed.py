@@ -36,7 +36,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import pyvenv  # noqa: E402
-from benchlib import cpu_name, last_json, run  # noqa: E402
+from benchlib import cpu_name, last_json, run, scrub_files  # noqa: E402
 
 PEERS = os.environ.get("LORADOCK_PEERS", os.path.join(os.path.dirname(REPO), "shared", "peers"))
 CACHE = os.path.join(REPO, ".cache", "bench")
@@ -186,6 +186,7 @@ def main():
         json.dump({"date": date, "commit": commit, "dirty": dirty, "machine": cpu_name(), "nproc": os.cpu_count(),
                    "args": vars(a), "commands": {k: [rel(c) for c in v] for k, v in cmds.items()},
                    "summary": summary, "raw": raw}, fh, indent=1)
+    scrub_files([out_md, out_md.replace(".md", ".json")], REPO, PEERS)
     print(open(out_md).read())
 
 

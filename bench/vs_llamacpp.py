@@ -24,7 +24,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import pyvenv  # noqa: E402
-from benchlib import cpu_name, last_json, run  # noqa: E402
+from benchlib import cpu_name, last_json, run, scrub_files  # noqa: E402
 
 PEERS = os.environ.get("LORADOCK_PEERS", os.path.join(os.path.dirname(REPO), "shared", "peers"))
 CACHE = os.path.join(REPO, ".cache", "bench")
@@ -91,6 +91,7 @@ def main():
                      f"{bound_s} | {pct} |\n")
     with open(out_md.replace(".md", ".json"), "w") as fh:
         json.dump(raw, fh, indent=1)
+    scrub_files([out_md, out_md.replace(".md", ".json")], REPO, PEERS)
     print(open(out_md).read())
 
 
