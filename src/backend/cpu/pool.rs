@@ -38,10 +38,10 @@ struct Shared {
     epoch: AtomicU64,
     /// `(sequence << 32) | next chunk index`.
     claim: AtomicU64,
-    /// Sequence number of the job described by `job` and `n_chunks`.
-    job_seq: AtomicU64,
+    /// `(sequence << 32) | chunk count` of the job `job` points to, published as one word: a
+    /// claimer must never pair one job's sequence number with another job's chunk count.
+    job_desc: AtomicU64,
     job: AtomicPtr<JobRef<'static>>,
-    n_chunks: AtomicUsize,
     done: AtomicUsize,
     panicked: AtomicBool,
     shutdown: AtomicBool,
@@ -72,9 +72,8 @@ impl ThreadPool {
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
             claim: AtomicU64::new(0),
-            job_seq: AtomicU64::new(0),
+            job_desc: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
-            n_chunks: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -128,10 +127,9 @@ impl ThreadPool {
         // job (see `claim_and_run`), and this function does not return, so `job` and `f` stay
         // alive, until every chunk is done. The 'static is a lifetime erasure only.
         s.job.store(&job as *const JobRef<'_> as *mut JobRef<'static>, Ordering::Relaxed);
-        s.n_chunks.store(n_chunks, Ordering::Relaxed);
         s.done.store(0, Ordering::Relaxed);
         s.panicked.store(false, Ordering::Relaxed);
-        s.job_seq.store(*seq, Ordering::Relaxed);
+        s.job_desc.store((*seq << 32) | n_chunks as u64, Ordering::Release);
         s.claim.store(*seq << 32, Ordering::Release);
         s.epoch.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
@@ -161,8 +159,11 @@ fn claim_and_run(s: &Shared, thread: usize) {
     loop {
         let c = s.claim.fetch_add(1, Ordering::AcqRel);
         let (seq, idx) = (c >> 32, (c & IDX_MASK) as usize);
-        // A stale job (its claims ended) or one not yet fully published: nothing to do.
-        if seq != s.job_seq.load(Ordering::Acquire) || idx >= s.n_chunks.load(Ordering::Acquire) {
+        // A stale claim (an ended job's counter) or a job not yet fully published: nothing to
+        // do. One load of the descriptor: a stale sequence number must never be checked
+        // against the next job's chunk count (that ran chunks twice and hung the caller).
+        let desc = s.job_desc.load(Ordering::Acquire);
+        if seq != desc >> 32 || idx as u64 >= desc & IDX_MASK {
             return;
         }
         // SAFETY: we hold chunk `idx < n_chunks` of job `seq`, which is the job the pointer
@@ -274,6 +275,23 @@ mod tests {
         }
         for h in &hits {
             assert_eq!(h.load(Ordering::Relaxed), 500);
+        }
+    }
+
+    /// Jobs of alternating sizes, back to back: a late claim of one job must never be taken
+    /// for a chunk of the next (every chunk runs exactly once, and every job ends).
+    #[test]
+    fn alternating_job_sizes_run_every_chunk_exactly_once() {
+        let pool = ThreadPool::new(3);
+        let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+        for j in 0..20_000usize {
+            let n = if j % 2 == 0 { 2 } else { 2 + j % 61 };
+            pool.run(n, &|c, _| {
+                hits[c].fetch_add(1, Ordering::Relaxed);
+            });
+            for (c, h) in hits.iter().enumerate().take(n) {
+                assert_eq!(h.swap(0, Ordering::Relaxed), 1, "job {j}: chunk {c} of {n}");
+            }
         }
     }
 
