@@ -105,7 +105,8 @@ struct Buffers {
     sin: Vec<f32>,
     lora_tmp: Vec<f32>,
     scores: Vec<parking_lot::Mutex<Vec<f32>>>,
-    pos: Vec<usize>,
+    /// Per batch row: (sequence index, absolute position), computed once per forward.
+    rows: Vec<(usize, usize)>,
     row_embed: Vec<f32>,
 }
 
@@ -211,14 +212,14 @@ impl LlamaModel {
         let Compute { pool, kernels: k, ws, buf } = c;
         let k = *k;
         // Positions and rotary angles of every row.
-        buf.pos.clear();
-        for s in seqs.iter() {
-            buf.pos.extend((0..s.tokens.len()).map(|j| s.kv.len() + j));
+        buf.rows.clear();
+        for (si, s) in seqs.iter().enumerate() {
+            buf.rows.extend((0..s.tokens.len()).map(|j| (si, s.kv.len() + j)));
         }
         let half = hd / 2;
         grow(&mut buf.cos, n * half);
         grow(&mut buf.sin, n * half);
-        for (t, &p) in buf.pos.iter().enumerate() {
+        for (t, &(_, p)) in buf.rows.iter().enumerate() {
             rope::angles(
                 &self.inv_freq,
                 p,
@@ -274,7 +275,16 @@ impl LlamaModel {
                 s.kv.write(li, p0, &buf.k[row * kvd..(row + m) * kvd], &buf.v[row * kvd..(row + m) * kvd]);
                 row += m;
             }
-            self.attention(pool, &k, seqs, li, &buf.q[..n * qd], &mut buf.att[..n * qd], &buf.scores);
+            self.attention(
+                pool,
+                &k,
+                seqs,
+                &buf.rows,
+                li,
+                &buf.q[..n * qd],
+                &mut buf.att[..n * qd],
+                &buf.scores,
+            );
             matmul(pool, &k, &buf.att[..n * qd], n, &layer.wo, &mut buf.o[..n * hidden], ws);
             self.lora(pool, &k, &groups, li, buf, Target::O);
             for (hv, ov) in buf.h[..n * hidden].iter_mut().zip(&buf.o[..n * hidden]) {
@@ -370,6 +380,7 @@ impl LlamaModel {
         pool: &ThreadPool,
         kern: &Kernels,
         seqs: &[SeqBatch<'_>],
+        rows: &[(usize, usize)],
         li: usize,
         q: &[f32],
         att: &mut [f32],
@@ -380,12 +391,6 @@ impl LlamaModel {
         let group = nh / nkvh;
         let qd = nh * hd;
         let scale = 1.0 / (hd as f32).sqrt();
-        // (sequence, first row, position of the first row) for each row.
-        let mut rows: Vec<(usize, usize)> = Vec::with_capacity(q.len() / qd);
-        for (si, s) in seqs.iter().enumerate() {
-            let p0 = s.kv.len();
-            rows.extend((0..s.tokens.len()).map(|j| (si, p0 + j)));
-        }
         let items = rows.len() * nh;
         let out = SharedOut::new(att);
         let (n_chunks, per) = chunking(items, pool.n_threads(), 1, 1);
