@@ -6,6 +6,7 @@
 //! This is the loop the runtime's decoder thread drives; [`crate::generate`]'s one-shot
 //! functions run it to completion.
 
+use std::borrow::Borrow;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -19,12 +20,13 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 /// Identifies an admitted row.
 pub type RowId = u64;
 
-/// A sequence to generate for.
-pub struct Request<'a> {
+/// A sequence to generate for. `A` holds an adapter: a plain borrow, or an owning guard
+/// (the runtime's leases), anything that [`Borrow`]s a [`LoraAdapter`].
+pub struct Request<A> {
     /// Prompt token ids (at least one).
     pub prompt: Vec<u32>,
     /// Adapters with their weights (exact sum, applied unmerged).
-    pub adapters: Vec<(&'a LoraAdapter, f32)>,
+    pub adapters: Vec<(A, f32)>,
     /// Limits, sampling and stops.
     pub params: GenerateParams,
     /// The row's KV cache (its capacity bounds prompt + generated tokens).
@@ -32,7 +34,7 @@ pub struct Request<'a> {
 }
 
 /// What a step reports.
-pub enum Event {
+pub enum Event<A> {
     /// Complete UTF-8 text of a row, as it appears.
     Text {
         /// The row.
@@ -48,6 +50,8 @@ pub enum Event {
         output: GenerateOutput,
         /// Its KV cache, handed back (dropping it releases its ledger reservation).
         kv: Box<KvCache>,
+        /// Its adapters, handed back (dropping a lease releases it).
+        adapters: Vec<(A, f32)>,
     },
 }
 
@@ -65,7 +69,7 @@ struct RowState<'t> {
 
 impl RowState<'_> {
     /// Pass a text piece through the stop strings; true when a stop string ended the row.
-    fn emit(&mut self, id: RowId, piece: &str, on_event: &mut dyn FnMut(Event)) -> bool {
+    fn emit<A>(&mut self, id: RowId, piece: &str, on_event: &mut dyn FnMut(Event<A>)) -> bool {
         let o = self.stops.push(piece);
         if !o.emit.is_empty() {
             self.text.push_str(&o.emit);
@@ -75,12 +79,12 @@ impl RowState<'_> {
     }
 
     /// Sample the next token from `self.logits`; returns it when the row goes on.
-    fn sample(
+    fn sample<A>(
         &mut self,
         id: RowId,
         p: &GenerateParams,
         tok: Option<&Tokenizer>,
-        on_event: &mut dyn FnMut(Event),
+        on_event: &mut dyn FnMut(Event<A>),
     ) -> Result<Option<u32>> {
         if self.out.len() >= p.max_tokens {
             self.finish = Some(FinishReason::Length);
@@ -107,7 +111,7 @@ impl RowState<'_> {
     }
 
     /// Flush held-back text at the end of a row that did not stop on a stop string.
-    fn flush(&mut self, id: RowId, on_event: &mut dyn FnMut(Event)) -> Result<()> {
+    fn flush<A>(&mut self, id: RowId, on_event: &mut dyn FnMut(Event<A>)) -> Result<()> {
         if self.finish == Some(FinishReason::Stop) {
             return Ok(());
         }
@@ -126,9 +130,9 @@ impl RowState<'_> {
     }
 }
 
-struct Row<'a, 't> {
+struct Row<'t, A> {
     id: RowId,
-    req: Request<'a>,
+    req: Request<A>,
     /// Prompt tokens already in the cache.
     prefilled: usize,
     /// The token to feed at the next step (decode phase).
@@ -140,10 +144,10 @@ struct Row<'a, 't> {
 }
 
 /// The running batch.
-pub struct Batcher<'a, 't> {
+pub struct Batcher<'a, 't, A> {
     model: &'a LlamaModel,
     tokenizer: Option<&'t Tokenizer>,
-    rows: Vec<Row<'a, 't>>,
+    rows: Vec<Row<'t, A>>,
     max_rows: usize,
     next_id: RowId,
 }
@@ -155,7 +159,7 @@ enum Part {
     Decode,
 }
 
-impl<'a, 't> Batcher<'a, 't> {
+impl<'a, 't, A: Borrow<LoraAdapter>> Batcher<'a, 't, A> {
     /// An empty batch of at most `max_rows` rows.
     pub fn new(model: &'a LlamaModel, tokenizer: Option<&'t Tokenizer>, max_rows: usize) -> Self {
         Batcher { model, tokenizer, rows: Vec::new(), max_rows: max_rows.max(1), next_id: 0 }
@@ -173,7 +177,7 @@ impl<'a, 't> Batcher<'a, 't> {
 
     /// Add a row; it joins at the next step. Refused (nothing changes) when the batch is full,
     /// the prompt is empty or does not fit its cache, or the sampling parameters are invalid.
-    pub fn admit(&mut self, req: Request<'a>) -> Result<RowId> {
+    pub fn admit(&mut self, req: Request<A>) -> Result<RowId> {
         if self.rows.len() >= self.max_rows {
             return Err(Error::Busy { what: "batch".into(), limit: self.max_rows });
         }
@@ -213,7 +217,7 @@ impl<'a, 't> Batcher<'a, 't> {
 
     /// End row `id` now (its `Done` event, with reason `Cancelled`, is emitted at once).
     /// Returns false when no such row is running.
-    pub fn cancel(&mut self, id: RowId, on_event: &mut dyn FnMut(Event)) -> bool {
+    pub fn cancel(&mut self, id: RowId, on_event: &mut dyn FnMut(Event<A>)) -> bool {
         let Some(i) = self.rows.iter().position(|r| r.id == id) else { return false };
         let mut row = self.rows.swap_remove(i);
         row.state.finish = Some(FinishReason::Cancelled);
@@ -223,33 +227,39 @@ impl<'a, 't> Batcher<'a, 't> {
 
     /// One forward pass over every row: prefill chunks for rows still reading their prompt,
     /// one token for rows decoding; then sample, stream text, and retire rows that ended.
-    pub fn step(&mut self, c: &mut Compute, on_event: &mut dyn FnMut(Event)) -> Result<()> {
+    pub fn step(&mut self, c: &mut Compute, on_event: &mut dyn FnMut(Event<A>)) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
         let t0 = Instant::now();
         let mut parts = Vec::with_capacity(self.rows.len());
         let outs = {
-            let mut seqs = Vec::with_capacity(self.rows.len());
+            // Per row: its tokens for this pass, its cache, its adapters as plain borrows.
+            let mut views = Vec::with_capacity(self.rows.len());
             for r in self.rows.iter_mut() {
                 let Request { prompt, adapters, kv, .. } = &mut r.req;
+                let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(a, w)| (a.borrow(), *w)).collect();
                 if r.prefilled < prompt.len() {
                     let end = (r.prefilled + PREFILL_CHUNK).min(prompt.len());
                     let last = end == prompt.len();
                     let mode = if last { LogitsMode::Last } else { LogitsMode::None };
-                    seqs.push(SeqBatch { tokens: &prompt[r.prefilled..end], kv, adapters, logits: mode });
+                    views.push((&prompt[r.prefilled..end], kv, refs, mode));
                     parts.push(Part::Prefill { len: end - r.prefilled, last });
                 } else {
                     let t = r.next.as_ref().expect("a decoding row always has its next token");
-                    seqs.push(SeqBatch {
-                        tokens: std::slice::from_ref(t),
-                        kv,
-                        adapters,
-                        logits: LogitsMode::Last,
-                    });
+                    views.push((std::slice::from_ref(t), kv, refs, LogitsMode::Last));
                     parts.push(Part::Decode);
                 }
             }
+            let mut seqs: Vec<SeqBatch<'_>> = views
+                .iter_mut()
+                .map(|(tokens, kv, refs, mode)| SeqBatch {
+                    tokens,
+                    kv: &mut **kv,
+                    adapters: refs,
+                    logits: *mode,
+                })
+                .collect();
             self.model.forward(c, &mut seqs)?
         };
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -286,7 +296,7 @@ impl<'a, 't> Batcher<'a, 't> {
 }
 
 /// Flush a row's text and emit its one `Done` event.
-fn finish(mut row: Row<'_, '_>, on_event: &mut dyn FnMut(Event)) {
+fn finish<A>(mut row: Row<'_, A>, on_event: &mut dyn FnMut(Event<A>)) {
     if let Err(e) = row.state.flush(row.id, on_event) {
         log::warn!("row {}: flushing its text failed: {e}", row.id);
     }
@@ -299,5 +309,5 @@ fn finish(mut row: Row<'_, '_>, on_event: &mut dyn FnMut(Event)) {
         decode_steps: row.decode_steps,
         finish: row.state.finish.unwrap_or(FinishReason::Length),
     };
-    on_event(Event::Done { id: row.id, output, kv: Box::new(row.req.kv) });
+    on_event(Event::Done { id: row.id, output, kv: Box::new(row.req.kv), adapters: row.req.adapters });
 }

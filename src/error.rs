@@ -112,6 +112,16 @@ pub enum Error {
         /// Its limit.
         limit: usize,
     },
+    /// No adapter is registered under this name.
+    UnknownAdapter {
+        /// The name asked for.
+        name: String,
+    },
+    /// The runtime is shut down (or stopped after too many actor failures) and takes no work.
+    ShutDown {
+        /// Why, in words.
+        reason: String,
+    },
     /// A reservation does not fit under a ledger's budget (the red line).
     OverBudget {
         /// The ledger ("cpu", "cuda:0", "host").
@@ -202,6 +212,8 @@ impl fmt::Display for Error {
             }
             Error::Timeout { source, reason } => write!(f, "{source}: timed out: {reason}"),
             Error::Busy { what, limit } => write!(f, "busy: the {what} is full ({limit} at most)"),
+            Error::UnknownAdapter { name } => write!(f, "no adapter is registered as '{name}'"),
+            Error::ShutDown { reason } => write!(f, "the runtime takes no more work: {reason}"),
             Error::OverBudget { ledger, category, requested, free, budget } => write!(
                 f,
                 "{ledger}: {requested} bytes of {category} do not fit under the budget ({free} free of {budget})"

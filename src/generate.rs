@@ -182,7 +182,7 @@ pub fn generate(
     while !b.is_empty() {
         b.step(c, &mut |ev| match ev {
             Event::Text { text, .. } => on_text(&text),
-            Event::Done { id: d, output, kv: back } => {
+            Event::Done { id: d, output, kv: back, .. } => {
                 debug_assert_eq!(d, id);
                 *kv = *back;
                 done = Some(output);

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub(crate) mod actors;
 pub mod backend;
 pub mod batcher;
 pub mod chat;
@@ -26,6 +27,7 @@ pub mod kv;
 pub mod lora;
 pub mod memory;
 pub mod model;
+pub mod runtime;
 pub mod sampling;
 pub mod store;
 pub mod tensor;

@@ -32,7 +32,17 @@ fn module_of(name: &str) -> Option<Module> {
 
 /// Load the GGUF LoRA file at `path` for a base model with `cfg`.
 pub fn load_gguf_lora(path: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
-    let g = GgufFile::open(path)?;
+    build(path, &GgufFile::open(path)?, cfg)
+}
+
+/// Parse a GGUF LoRA from its bytes (as the store hands them over, already verified);
+/// `name` stands for the adapter in messages. Same checks as [`load_gguf_lora`].
+pub fn parse_gguf_lora(name: &str, bytes: std::sync::Arc<[u8]>, cfg: &LlamaConfig) -> Result<LoraAdapter> {
+    let path = Path::new(name);
+    build(path, &GgufFile::from_bytes(path, bytes)?, cfg)
+}
+
+fn build(path: &Path, g: &GgufFile, cfg: &LlamaConfig) -> Result<LoraAdapter> {
     let name = path.display().to_string();
     let refuse = |reason: String| Error::adapter(name.clone(), reason);
     let kind = g.get("general.type").and_then(Value::as_str);

@@ -67,15 +67,25 @@ fn refuse(dir: &Path, reason: impl Into<String>) -> Error {
     Error::adapter(dir.display().to_string(), reason)
 }
 
+/// The config file's name inside an adapter directory.
+const CONFIG_FILE: &str = "adapter_config.json";
+
 impl PeftConfig {
     /// Parse and check for variants loradock cannot apply exactly.
     pub fn read(dir: &Path) -> Result<PeftConfig> {
-        let path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => refuse(dir, "adapter_config.json is missing"),
             _ => Error::io(&path, e),
         })?;
-        let c: PeftConfig = serde_json::from_str(&text)
+        PeftConfig::parse(dir, &text)
+    }
+
+    /// Parse the bytes of `adapter_config.json` of the adapter called `dir` (a path or a
+    /// name, for messages) and check for variants loradock cannot apply exactly.
+    pub fn parse(dir: &Path, text: &[u8]) -> Result<PeftConfig> {
+        let path = dir.join(CONFIG_FILE);
+        let c: PeftConfig = serde_json::from_slice(text)
             .map_err(|e| Error::format(&path, format!("not a valid PEFT LoRA config: {e}")))?;
         if let Some(t) = &c.peft_type {
             if t != "LORA" {
@@ -153,15 +163,6 @@ pub fn module_shape(cfg: &LlamaConfig, m: Module) -> (usize, usize) {
 /// Load the PEFT adapter in `dir` for a base model with `cfg`.
 pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
     let c = PeftConfig::read(dir)?;
-    let rules = TargetRules::new(
-        c.target_modules.as_ref(),
-        c.exclude_modules.as_ref(),
-        c.layers_to_transform.as_ref(),
-        c.layers_pattern.as_ref(),
-    )?;
-    let ranks = PatternMap::new("rank_pattern", c.rank_pattern.as_ref(), |v| v.as_u64().map(|r| r as usize))?;
-    let alphas =
-        PatternMap::new("alpha_pattern", c.alpha_pattern.as_ref(), |v| v.as_f64().map(|a| a as f32))?;
     let st_path = dir.join("adapter_model.safetensors");
     if !st_path.exists() {
         if dir.join("adapter_model.bin").exists() {
@@ -172,7 +173,34 @@ pub fn load_peft(dir: &Path, cfg: &LlamaConfig) -> Result<LoraAdapter> {
         }
         return Err(refuse(dir, "adapter_model.safetensors is missing"));
     }
-    let set = SafetensorsSet::open_file(&st_path)?;
+    build(dir, &c, &SafetensorsSet::open_file(&st_path)?, cfg)
+}
+
+/// Parse a PEFT adapter from its two files' bytes (as the store hands them over, already
+/// verified); `name` stands for the adapter in messages. Same checks as [`load_peft`].
+pub fn parse_peft(
+    name: &str,
+    config_json: &[u8],
+    weights: std::sync::Arc<[u8]>,
+    cfg: &LlamaConfig,
+) -> Result<LoraAdapter> {
+    let dir = Path::new(name);
+    let c = PeftConfig::parse(dir, config_json)?;
+    let set = SafetensorsSet::from_bytes(&dir.join("adapter_model.safetensors"), weights)?;
+    build(dir, &c, &set, cfg)
+}
+
+/// Validate the tensors of `set` against `c` and the base `cfg` and build the adapter.
+fn build(dir: &Path, c: &PeftConfig, set: &SafetensorsSet, cfg: &LlamaConfig) -> Result<LoraAdapter> {
+    let rules = TargetRules::new(
+        c.target_modules.as_ref(),
+        c.exclude_modules.as_ref(),
+        c.layers_to_transform.as_ref(),
+        c.layers_pattern.as_ref(),
+    )?;
+    let ranks = PatternMap::new("rank_pattern", c.rank_pattern.as_ref(), |v| v.as_u64().map(|r| r as usize))?;
+    let alphas =
+        PatternMap::new("alpha_pattern", c.alpha_pattern.as_ref(), |v| v.as_f64().map(|a| a as f32))?;
     let name = dir.display().to_string();
     type Halves = (Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>);
     let mut found: std::collections::BTreeMap<(usize, usize), Halves> = Default::default();

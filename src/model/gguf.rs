@@ -9,7 +9,8 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::tensor::{DType, QMatrix, Storage};
+use crate::tensor::storage::Backing;
+use crate::tensor::{DType, QMatrix};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Upper bounds that keep a hostile header from asking for absurd allocations.
@@ -95,7 +96,7 @@ pub struct TensorInfo {
 /// A parsed GGUF file, mapped in memory.
 pub struct GgufFile {
     path: PathBuf,
-    map: Arc<Mmap>,
+    map: Backing,
     /// Format version (2 or 3).
     pub version: u32,
     /// Metadata key/values.
@@ -190,11 +191,16 @@ impl GgufFile {
         // SAFETY: the file is mapped read-only; loradock never writes to it, and (as with every
         // mmap-based loader) the user must not truncate the file while it is in use.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        GgufFile::parse(path, Arc::new(map))
+        GgufFile::parse(path, Backing::Mapped(Arc::new(map)))
     }
 
-    fn parse(path: &Path, map: Arc<Mmap>) -> Result<GgufFile> {
-        let b: &[u8] = &map;
+    /// Parse GGUF bytes already in memory; `path` stands for the file in messages.
+    pub fn from_bytes(path: &Path, bytes: Arc<[u8]>) -> Result<GgufFile> {
+        GgufFile::parse(path, Backing::Shared(bytes))
+    }
+
+    fn parse(path: &Path, map: Backing) -> Result<GgufFile> {
+        let b: &[u8] = map.bytes();
         let mut c = Cursor { b, pos: 0, path };
         if c.take(4).ok() != Some(MAGIC.as_slice()) {
             return Err(Error::format(path, "not a GGUF file (bad magic)"));
@@ -323,7 +329,7 @@ impl GgufFile {
         }
         let cols = t.dims[0] as usize;
         let rows = t.dims.get(1).copied().unwrap_or(1) as usize;
-        let storage = Storage::mapped(Arc::clone(&self.map), t.offset, t.len);
+        let storage = self.map.storage(t.offset, t.len);
         QMatrix::new(dt, rows, cols, storage, &format!("{}: tensor '{name}'", self.path.display())).map(Some)
     }
 

@@ -9,7 +9,8 @@ use memmap2::Mmap;
 use safetensors::{Dtype as StDtype, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::tensor::{DType, QMatrix, Storage};
+use crate::tensor::storage::Backing;
+use crate::tensor::{DType, QMatrix};
 
 /// Where one tensor lives.
 struct Entry {
@@ -20,9 +21,10 @@ struct Entry {
     len: usize,
 }
 
-/// The tensors of a safetensors file or of a sharded set, mapped in memory.
+/// The tensors of a safetensors file or of a sharded set, mapped in memory (or of one
+/// buffer in memory).
 pub struct SafetensorsSet {
-    shards: Vec<(PathBuf, Arc<Mmap>)>,
+    shards: Vec<(PathBuf, Backing)>,
     entries: HashMap<String, Entry>,
 }
 
@@ -45,6 +47,14 @@ impl SafetensorsSet {
     pub fn open_file(path: &Path) -> Result<SafetensorsSet> {
         let mut set = SafetensorsSet { shards: Vec::new(), entries: HashMap::new() };
         set.add_shard(path)?;
+        Ok(set)
+    }
+
+    /// Tensors of the safetensors bytes `bytes`, used in place; `name` stands for the file in
+    /// messages.
+    pub fn from_bytes(name: &Path, bytes: Arc<[u8]>) -> Result<SafetensorsSet> {
+        let mut set = SafetensorsSet { shards: Vec::new(), entries: HashMap::new() };
+        set.add_backing(name, Backing::Shared(bytes))?;
         Ok(set)
     }
 
@@ -90,7 +100,12 @@ impl SafetensorsSet {
         // SAFETY: mapped read-only and never written; the user must not truncate model files
         // while they are loaded (as for every mmap-based loader).
         let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?);
-        let st = SafeTensors::deserialize(&map)
+        self.add_backing(path, Backing::Mapped(map))
+    }
+
+    fn add_backing(&mut self, path: &Path, backing: Backing) -> Result<()> {
+        let map = backing.bytes();
+        let st = SafeTensors::deserialize(map)
             .map_err(|e| Error::format(path, format!("invalid safetensors: {e}")))?;
         let shard = self.shards.len();
         for (name, view) in st.tensors() {
@@ -101,7 +116,7 @@ impl SafetensorsSet {
                 return Err(Error::format(path, format!("tensor '{name}' appears in two shards")));
             }
         }
-        self.shards.push((path.to_path_buf(), Arc::clone(&map)));
+        self.shards.push((path.to_path_buf(), backing));
         Ok(())
     }
 
@@ -140,7 +155,7 @@ impl SafetensorsSet {
                 ))
             }
         };
-        let storage = Storage::mapped(Arc::clone(map), e.offset, e.len);
+        let storage = map.storage(e.offset, e.len);
         QMatrix::new(e.dtype, rows, cols, storage, &format!("{}: tensor '{name}'", path.display())).map(Some)
     }
 

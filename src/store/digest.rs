@@ -92,6 +92,18 @@ impl Digest {
         Digest::Sha256(Sha256::digest(peft_manifest(config_sha256, weights_sha256)).into())
     }
 
+    /// The digest of a PEFT adapter directory (`adapter_config.json` and
+    /// `adapter_model.safetensors` read from `dir`), or of a GGUF LoRA file.
+    pub fn of_path(path: &std::path::Path) -> Result<Digest> {
+        let read = |p: std::path::PathBuf| std::fs::read(&p).map_err(|e| Error::io(p, e));
+        if path.is_file() {
+            return Ok(Digest::of_bytes(&read(path.to_path_buf())?));
+        }
+        let c: [u8; 32] = Sha256::digest(read(path.join(PEFT_CONFIG))?).into();
+        let w: [u8; 32] = Sha256::digest(read(path.join(PEFT_WEIGHTS))?).into();
+        Ok(Digest::of_peft(&c, &w))
+    }
+
     /// Lowercase hex of the digest value, without the `sha256:` prefix.
     pub fn hex(&self) -> String {
         match self {

@@ -23,6 +23,15 @@ pub enum Storage {
         /// Length in bytes.
         len: usize,
     },
+    /// A byte range of a shared in-memory buffer (an adapter's verified bytes from the store).
+    Shared {
+        /// The buffer.
+        bytes: Arc<[u8]>,
+        /// First byte of the tensor in the buffer.
+        offset: usize,
+        /// Length in bytes.
+        len: usize,
+    },
     /// An owned, 64-byte-aligned buffer.
     Owned {
         /// The buffer, in whole chunks.
@@ -30,6 +39,35 @@ pub enum Storage {
         /// Bytes in use.
         len: usize,
     },
+}
+
+/// The bytes a parsed file's tensors point into: a file mapping, or a buffer already in
+/// memory (verified adapter bytes from the store). Cheap to clone.
+#[derive(Clone)]
+pub enum Backing {
+    /// A read-only file mapping.
+    Mapped(Arc<Mmap>),
+    /// A shared buffer.
+    Shared(Arc<[u8]>),
+}
+
+impl Backing {
+    /// All bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Shared(b) => b,
+        }
+    }
+
+    /// Storage over `len` bytes from `offset` (panics when out of range, as
+    /// [`Storage::mapped`]).
+    pub fn storage(&self, offset: usize, len: usize) -> Storage {
+        match self {
+            Backing::Mapped(m) => Storage::mapped(Arc::clone(m), offset, len),
+            Backing::Shared(b) => Storage::shared(Arc::clone(b), offset, len),
+        }
+    }
 }
 
 /// Opaque chunk type of owned storage (public only so `Storage` can name it).
@@ -42,6 +80,13 @@ impl Storage {
     pub fn mapped(map: Arc<Mmap>, offset: usize, len: usize) -> Storage {
         assert!(offset.checked_add(len).is_some_and(|end| end <= map.len()), "mapped range out of bounds");
         Storage::Mapped { map, offset, len }
+    }
+
+    /// Storage over `len` bytes of `bytes` starting at `offset`. Panics if the range lies
+    /// outside the buffer: parsers validate ranges before calling this.
+    pub fn shared(bytes: Arc<[u8]>, offset: usize, len: usize) -> Storage {
+        assert!(offset.checked_add(len).is_some_and(|end| end <= bytes.len()), "shared range out of bounds");
+        Storage::Shared { bytes, offset, len }
     }
 
     /// A copy of `bytes` in an owned aligned buffer.
@@ -66,6 +111,7 @@ impl Storage {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+            Storage::Shared { bytes, offset, len } => &bytes[*offset..*offset + *len],
             Storage::Owned { chunks, len } => {
                 // SAFETY: `ChunkBuf` is a plain `repr(C)` array of 64 bytes with no padding, so
                 // the vector's memory is `chunks.len() * 64` initialized bytes; `len` never
@@ -80,7 +126,7 @@ impl Storage {
     /// Length in bytes.
     pub fn len(&self) -> usize {
         match self {
-            Storage::Mapped { len, .. } | Storage::Owned { len, .. } => *len,
+            Storage::Mapped { len, .. } | Storage::Shared { len, .. } | Storage::Owned { len, .. } => *len,
         }
     }
 

@@ -35,7 +35,7 @@ fn rows_joining_mid_flight_match_their_solo_runs() {
     let ledger = Ledger::new("cpu", 1 << 30);
     let mut bt = Batcher::new(&m, None, 3);
     let mut got: Vec<Option<Vec<u32>>> = vec![None; 3];
-    let mut pending: Vec<Request<'_>> = specs
+    let mut pending: Vec<Request<&LoraAdapter>> = specs
         .iter()
         .map(|(p, ad, n)| Request {
             prompt: p.clone(),
@@ -76,7 +76,7 @@ fn cancel_full_batch_and_bad_requests() {
     let m = model(&tiny().join("model"));
     let mut c = Compute::new(2);
     let kv = || KvCache::new(&m.config, 32);
-    let mut bt = Batcher::new(&m, None, 2);
+    let mut bt: Batcher<'_, '_, &LoraAdapter> = Batcher::new(&m, None, 2);
     let a =
         bt.admit(Request { prompt: vec![1, 2, 3], adapters: vec![], params: params(50), kv: kv() }).unwrap();
     let _b = bt.admit(Request { prompt: vec![4, 5], adapters: vec![], params: params(3), kv: kv() }).unwrap();

@@ -9,5 +9,6 @@ mod formats;
 mod gguf;
 mod mixed;
 mod parity;
+mod runtime;
 mod smollm2;
 mod store;
