@@ -228,15 +228,31 @@ impl<'a, 't, A: Borrow<LoraAdapter>> Batcher<'a, 't, A> {
     /// One forward pass over every row: prefill chunks for rows still reading their prompt,
     /// one token for rows decoding; then sample, stream text, and retire rows that ended.
     pub fn step(&mut self, c: &mut Compute, on_event: &mut dyn FnMut(Event<A>)) -> Result<()> {
-        if self.rows.is_empty() {
+        self.step_except(c, &|_| false, on_event)
+    }
+
+    /// [`Batcher::step`] over every row except those `paused` names (a paused row keeps
+    /// its state and joins a later step; its consumer is behind).
+    pub fn step_except(
+        &mut self,
+        c: &mut Compute,
+        paused: &dyn Fn(RowId) -> bool,
+        on_event: &mut dyn FnMut(Event<A>),
+    ) -> Result<()> {
+        let active: Vec<usize> = (0..self.rows.len()).filter(|&i| !paused(self.rows[i].id)).collect();
+        if active.is_empty() {
             return Ok(());
         }
         let t0 = Instant::now();
-        let mut parts = Vec::with_capacity(self.rows.len());
+        let mut parts = Vec::with_capacity(active.len());
         let outs = {
             // Per row: its tokens for this pass, its cache, its adapters as plain borrows.
-            let mut views = Vec::with_capacity(self.rows.len());
-            for r in self.rows.iter_mut() {
+            let mut views = Vec::with_capacity(active.len());
+            let mut next_active = active.iter().peekable();
+            for (i, r) in self.rows.iter_mut().enumerate() {
+                if next_active.next_if_eq(&&i).is_none() {
+                    continue;
+                }
                 let Request { prompt, adapters, kv, .. } = &mut r.req;
                 let refs: Vec<(&LoraAdapter, f32)> = adapters.iter().map(|(a, w)| (a.borrow(), *w)).collect();
                 if r.prefilled < prompt.len() {
@@ -253,19 +269,14 @@ impl<'a, 't, A: Borrow<LoraAdapter>> Batcher<'a, 't, A> {
             }
             let mut seqs: Vec<SeqBatch<'_>> = views
                 .iter_mut()
-                .map(|(tokens, kv, refs, mode)| SeqBatch {
-                    tokens,
-                    kv: &mut **kv,
-                    adapters: refs,
-                    logits: *mode,
-                })
+                .map(|(tokens, kv, refs, mode)| SeqBatch { tokens, kv, adapters: refs, logits: *mode })
                 .collect();
             self.model.forward(c, &mut seqs)?
         };
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let tok = self.tokenizer;
         let mut ended = Vec::new();
-        for (i, (part, logits)) in parts.into_iter().zip(outs).enumerate() {
+        for (&i, (part, logits)) in active.iter().zip(parts.into_iter().zip(outs)) {
             let r = &mut self.rows[i];
             let sample_now = match part {
                 Part::Prefill { len, last } => {

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -28,20 +28,20 @@ use super::DeviceCtx;
 /// Messages of the decoder actor.
 pub(crate) enum DecoderMsg {
     /// A request with its leases and KV pages: run it.
-    Admit(Ready),
+    Admit(Box<Ready>),
     /// The loop took requests from its channel: feed it more.
     Room,
 }
 
 /// What the loop receives.
 pub(crate) enum Ctl {
-    Admit(Ready),
+    Admit(Box<Ready>),
 }
 
 pub(crate) struct DecoderState {
     ctx: Arc<DeviceCtx>,
     ctl: Sender<Ctl>,
-    overflow: VecDeque<Ready>,
+    overflow: VecDeque<Box<Ready>>,
 }
 
 pub(crate) struct Decoder;
@@ -90,13 +90,53 @@ impl Actor for Decoder {
     }
 }
 
-/// A running row's link to its host.
+/// A row's link to its host: running in the batch, or finished and still delivering text
+/// its consumer had no room for.
 struct RowCtx {
-    reply: Reply,
+    reply: Option<Reply>,
     cancel: Arc<AtomicBool>,
     queue_ms: f64,
     /// Set when the row is being ended with an error rather than finished.
     end: Option<(ErrorKind, String)>,
+    /// Text produced while the consumer's buffer was full, in order.
+    held: VecDeque<String>,
+    /// The terminal event, once the row left the batch.
+    terminal: Option<Event>,
+    /// Since when the consumer has been behind.
+    paused_since: Option<Instant>,
+}
+
+impl RowCtx {
+    /// Deliver held text while there is room, then the terminal event; true when the
+    /// terminal event went out (the row is over).
+    fn flush(&mut self) -> bool {
+        let Some(reply) = self.reply.as_mut() else { return true };
+        while let Some(t) = self.held.pop_front() {
+            if !reply.has_room() {
+                self.held.push_front(t);
+                break;
+            }
+            reply.text(t);
+        }
+        if self.held.is_empty() {
+            if let Some(ev) = self.terminal.take() {
+                self.reply.take().expect("checked").finish(ev);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// True when the consumer is behind (text waiting, or no room for more).
+    fn behind(&self) -> bool {
+        !self.held.is_empty() || self.reply.as_ref().is_some_and(|r| !r.has_room())
+    }
+
+    fn fail(&mut self, kind: ErrorKind, msg: impl Into<String>) {
+        if let Some(r) = self.reply.take() {
+            r.fail(kind, msg);
+        }
+    }
 }
 
 fn decode_thread(ctx: Arc<DeviceCtx>, ctl: Receiver<Ctl>) {
@@ -114,11 +154,11 @@ fn decode_thread(ctx: Arc<DeviceCtx>, ctl: Receiver<Ctl>) {
         match r {
             Ok(()) => {
                 let shutdown = ctx.metrics.shutting_down.load(Ordering::Acquire);
-                for (_, row) in rows.drain() {
+                for (_, mut row) in rows.drain() {
                     if shutdown {
-                        row.reply.fail(ErrorKind::Shutdown, "the runtime shut down");
+                        row.fail(ErrorKind::Shutdown, "the runtime shut down");
                     } else {
-                        row.reply.fail(
+                        row.fail(
                             ErrorKind::Internal,
                             "the decoder failed while running this request (it was restarted)",
                         );
@@ -140,7 +180,9 @@ fn decode_thread(ctx: Arc<DeviceCtx>, ctl: Receiver<Ctl>) {
                 add(&ctx.metrics.restarts, 1);
                 for (_, mut row) in rows.drain() {
                     // Its reply reports the failure when dropped.
-                    row.reply.stage = "decode loop";
+                    if let Some(r) = row.reply.as_mut() {
+                        r.stage = "decode loop";
+                    }
                     drop(row);
                 }
                 ctx.links.evictor(EvictorMsg::RowEnded);
@@ -151,13 +193,24 @@ fn decode_thread(ctx: Arc<DeviceCtx>, ctl: Receiver<Ctl>) {
 }
 
 /// Admit `r` into the batch.
-fn admit(ctx: &DeviceCtx, b: &mut Batcher<'_, '_, Lease>, rows: &mut HashMap<RowId, RowCtx>, r: Ready) {
-    let Ready { job, leases, kv } = r;
+fn admit(ctx: &DeviceCtx, b: &mut Batcher<'_, '_, Lease>, rows: &mut HashMap<RowId, RowCtx>, r: Box<Ready>) {
+    let Ready { job, leases, kv } = *r;
     let queue_ms = job.submitted.elapsed().as_secs_f64() * 1e3;
     let crate::actors::job::Job { prompt, params, reply, cancel, .. } = job;
     match b.admit(RowRequest { prompt, adapters: leases, params, kv }) {
         Ok(id) => {
-            rows.insert(id, RowCtx { reply, cancel, queue_ms, end: None });
+            rows.insert(
+                id,
+                RowCtx {
+                    reply: Some(reply),
+                    cancel,
+                    queue_ms,
+                    end: None,
+                    held: VecDeque::new(),
+                    terminal: None,
+                    paused_since: None,
+                },
+            );
             add(&ctx.metrics.running, 1);
         }
         Err(e) => {
@@ -168,18 +221,12 @@ fn admit(ctx: &DeviceCtx, b: &mut Batcher<'_, '_, Lease>, rows: &mut HashMap<Row
 }
 
 /// Route one batcher event to its stream.
-fn on_event(ctx: &DeviceCtx, rows: &mut HashMap<RowId, RowCtx>, slow: &mut Vec<RowId>, ev: RowEvent<Lease>) {
+fn on_event(ctx: &DeviceCtx, rows: &mut HashMap<RowId, RowCtx>, ev: RowEvent<Lease>) {
     match ev {
         RowEvent::Text { id, text } => {
             if let Some(r) = rows.get_mut(&id) {
-                if r.end.is_none() && !r.reply.text(text) {
-                    r.end = Some((
-                        ErrorKind::SlowConsumer,
-                        "the stream's buffer was full: the consumer did not keep up, so the request was ended"
-                            .into(),
-                    ));
-                    slow.push(id);
-                }
+                r.held.push_back(text);
+                r.flush();
             }
         }
         RowEvent::Done { id, output, kv, adapters } => {
@@ -188,21 +235,77 @@ fn on_event(ctx: &DeviceCtx, rows: &mut HashMap<RowId, RowCtx>, slow: &mut Vec<R
             drop(adapters);
             crate::runtime::stats::sub(&ctx.metrics.running, 1);
             ctx.links.evictor(EvictorMsg::RowEnded);
-            let Some(r) = rows.remove(&id) else { return };
-            if let Some((kind, msg)) = r.end {
-                r.reply.fail(kind, msg);
-                return;
+            let Some(r) = rows.get_mut(&id) else { return };
+            r.terminal = Some(match r.end.take() {
+                Some((kind, message)) => {
+                    r.held.clear();
+                    Event::Error { kind, message }
+                }
+                None => Event::Done {
+                    reason: output.finish,
+                    usage: Usage {
+                        prompt_tokens: output.prompt_tokens,
+                        completion_tokens: output.token_ids.len(),
+                        queue_ms: r.queue_ms,
+                        prefill_ms: output.prefill_ms,
+                        decode_ms: output.decode_ms,
+                    },
+                },
+            });
+            if r.flush() {
+                rows.remove(&id);
             }
-            let usage = Usage {
-                prompt_tokens: output.prompt_tokens,
-                completion_tokens: output.token_ids.len(),
-                queue_ms: r.queue_ms,
-                prefill_ms: output.prefill_ms,
-                decode_ms: output.decode_ms,
-            };
-            r.reply.finish(Event::Done { reason: output.finish, usage });
         }
     }
+}
+
+/// Deliver what consumers have room for; end rows whose consumer has been behind too long.
+/// Returns the rows to leave out of the next step.
+fn service(
+    ctx: &DeviceCtx,
+    b: &mut Batcher<'_, '_, Lease>,
+    rows: &mut HashMap<RowId, RowCtx>,
+) -> std::collections::HashSet<RowId> {
+    let now = Instant::now();
+    let mut paused = std::collections::HashSet::new();
+    let mut over = Vec::new();
+    let mut slow = Vec::new();
+    for (id, r) in rows.iter_mut() {
+        if r.flush() {
+            over.push(*id);
+            continue;
+        }
+        if r.behind() {
+            let since = *r.paused_since.get_or_insert(now);
+            if now.duration_since(since) >= ctx.slow_consumer_timeout {
+                slow.push(*id);
+            } else if r.terminal.is_none() {
+                paused.insert(*id);
+            }
+        } else {
+            r.paused_since = None;
+        }
+    }
+    for id in over {
+        rows.remove(&id);
+    }
+    const SLOW: &str =
+        "the consumer did not read its stream for too long (slow_consumer_timeout); the request was ended";
+    for id in slow {
+        let r = rows.get_mut(&id).expect("listed");
+        if r.terminal.is_some() {
+            // Already out of the batch: drop the undelivered text, end it.
+            r.held.clear();
+            r.terminal = None;
+            r.fail(ErrorKind::SlowConsumer, SLOW);
+            rows.remove(&id);
+        } else {
+            r.end = Some((ErrorKind::SlowConsumer, SLOW.into()));
+            r.held.clear();
+            b.cancel(id, &mut |ev| on_event(ctx, rows, ev));
+        }
+    }
+    paused
 }
 
 fn run(
@@ -212,7 +315,6 @@ fn run(
     rows: &mut HashMap<RowId, RowCtx>,
     compute: &mut Compute,
 ) {
-    let mut slow = Vec::new();
     loop {
         let mut took = false;
         while b.len() < ctx.max_seqs {
@@ -228,12 +330,22 @@ fn run(
         if took {
             ctx.links.decoder(DecoderMsg::Room);
         }
-        let cancelled: Vec<RowId> =
-            rows.iter().filter(|(_, r)| r.cancel.load(Ordering::Acquire)).map(|(id, _)| *id).collect();
+        let cancelled: Vec<RowId> = rows
+            .iter()
+            .filter(|(_, r)| r.terminal.is_none() && r.cancel.load(Ordering::Acquire))
+            .map(|(id, _)| *id)
+            .collect();
         for id in cancelled {
-            b.cancel(id, &mut |ev| on_event(ctx, rows, &mut slow, ev));
+            if let Some(r) = rows.get_mut(&id) {
+                // Nobody wants the text any more.
+                r.held.clear();
+            }
+            b.cancel(id, &mut |ev| on_event(ctx, rows, ev));
         }
-        if b.is_empty() {
+        let paused = service(ctx, b, rows);
+        if b.len() == paused.len() {
+            // Nothing to compute: wait for work, a cancel, or a consumer to catch up.
+            let wait = if rows.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(1) };
             select! {
                 recv(ctl) -> m => match m {
                     Ok(Ctl::Admit(r)) => {
@@ -243,25 +355,24 @@ fn run(
                     Err(_) => return,
                 },
                 recv(ctx.wake.1) -> _ => {},
-                default(Duration::from_millis(100)) => {},
+                default(wait) => {},
             }
             continue;
         }
         maybe_panic(&ctx.faults, Component::DecodeLoop);
-        if let Err(e) = b.step(compute, &mut |ev| on_event(ctx, rows, &mut slow, ev)) {
+        let step = b.step_except(compute, &|id| paused.contains(&id), &mut |ev| on_event(ctx, rows, ev));
+        if let Err(e) = step {
             log::error!("{}: a decode step failed: {e}; failing its rows", ctx.prefix);
-            let ids: Vec<RowId> = rows.keys().copied().collect();
+            let ids: Vec<RowId> =
+                rows.iter().filter(|(_, r)| r.terminal.is_none()).map(|(id, _)| *id).collect();
             for id in &ids {
                 if let Some(r) = rows.get_mut(id) {
                     r.end = Some((ErrorKind::Internal, format!("a decode step failed: {e}")));
                 }
             }
             for id in ids {
-                b.cancel(id, &mut |ev| on_event(ctx, rows, &mut slow, ev));
+                b.cancel(id, &mut |ev| on_event(ctx, rows, ev));
             }
-        }
-        for id in slow.drain(..) {
-            b.cancel(id, &mut |ev| on_event(ctx, rows, &mut Vec::new(), ev));
         }
     }
 }

@@ -78,7 +78,11 @@ pub(crate) struct MergerState {
     ctx: Arc<DeviceCtx>,
     table: HashMap<Digest, Arc<Docked>>,
     life: Lifecycle,
-    pending: VecDeque<Staged>,
+    /// Requests waiting for memory. They hold nothing (no adapter pins, no bytes): on retry
+    /// they are staged again by the fetcher, which finds what is still docked.
+    pending: VecDeque<Job>,
+    /// Requests waiting for an adapter another request is docking now, by its digest.
+    waiting: HashMap<Digest, Vec<Staged>>,
     pressure: Pressure,
 }
 
@@ -99,6 +103,7 @@ impl Actor for Merger {
             table: HashMap::new(),
             life: Lifecycle::default(),
             pending: VecDeque::new(),
+            waiting: HashMap::new(),
             pressure: Pressure::Idle,
         })
     }
@@ -148,14 +153,17 @@ impl Actor for Merger {
             MergerMsg::MemoryFreed => st.memory_back(&me),
             MergerMsg::Sweep => {
                 let before = st.pending.len();
-                let (gone, keep): (Vec<_>, Vec<_>) = st.pending.drain(..).partition(|s| s.job.cancelled());
+                let (gone, keep): (Vec<_>, Vec<_>) = st.pending.drain(..).partition(|j| j.cancelled());
                 st.pending = keep.into();
                 sub(&st.ctx.metrics.pending_depth, (before - st.pending.len()) as u64);
-                for s in gone {
-                    st.drop_staged(s, |job| job.end_cancelled());
+                for j in gone {
+                    j.end_cancelled();
                 }
             }
             MergerMsg::Resync => {
+                // A relief asked of the old evictor will not come.
+                st.pressure = Pressure::Idle;
+                st.retry(&me);
                 for e in st.table.values() {
                     st.ctx.links.evictor(EvictorMsg::Docked { digest: e.digest, policy: e.policy });
                     if Arc::strong_count(e) == 1 {
@@ -232,6 +240,11 @@ impl MergerState {
                 }
             }
         }
+        // An adapter being docked for another request: wait for it rather than parse twice.
+        if let Some(d) = parts.iter().map(Part::digest).find(|d| self.life.phase(d) == Phase::Docking) {
+            self.waiting.entry(d).or_default().push(Staged { job, parts });
+            return;
+        }
         let staged = Staged { job, parts };
         if staged.job.combination != Combination::Cat && !staged.parts.is_empty() {
             return self.compose(me, staged);
@@ -249,20 +262,39 @@ impl MergerState {
                 .collect();
             return self.admit(staged.job, entries, staged.parts);
         }
-        // Reserve every adapter's bytes before parsing allocates them.
-        let mut results = Vec::with_capacity(need.len());
+        // Only one parse per digest (a request may name an adapter twice).
+        let mut need = need;
+        let mut seen = std::collections::HashSet::new();
+        need.retain(|&i| seen.insert(staged.parts[i].digest()));
+        // Dock nothing for a request whose KV pages will not fit with it.
+        let mut sizes = Vec::with_capacity(need.len());
         for &i in &need {
             let Part::Fetched(f) = &staged.parts[i] else { unreachable!() };
-            let label = &staged.job.adapters[i].0.label;
-            let bytes = match f32_bytes(f, label) {
-                Ok(b) => b,
+            match f32_bytes(f, &staged.job.adapters[i].0.label) {
+                Ok(b) => sizes.push(b),
                 Err(e) => return self.fail_parts(staged, &need, ErrorKind::Adapter, e.to_string()),
+            }
+        }
+        let total = sizes.iter().sum::<u64>() + self.kv_bytes(&staged.job);
+        let free = self.ctx.ledger.free();
+        if total > free {
+            let e = Error::OverBudget {
+                ledger: self.ctx.ledger.name().to_string(),
+                category: Category::Adapters.name(),
+                requested: total,
+                free,
+                budget: self.ctx.ledger.budget(),
             };
+            return self.park(staged, total, e);
+        }
+        // Reserve every adapter's bytes before parsing allocates them.
+        let mut results = Vec::with_capacity(need.len());
+        for (&i, &bytes) in need.iter().zip(&sizes) {
             match self.ctx.ledger.try_reserve(Category::Adapters, bytes) {
                 Ok(r) => results.push((i, r)),
                 Err(e) => {
                     drop(results);
-                    return self.park(staged, bytes, e);
+                    return self.park(staged, total, e);
                 }
             }
         }
@@ -323,10 +355,15 @@ impl MergerState {
                 }
             }
         }
-        if let Some(msg) = failure {
-            return self.drop_staged(staged, |j| j.fail(ErrorKind::Adapter, msg));
+        let woken: Vec<Staged> =
+            staged.parts.iter().filter_map(|p| self.waiting.remove(&p.digest())).flatten().collect();
+        match failure {
+            Some(msg) => self.drop_staged(staged, |j| j.fail(ErrorKind::Adapter, msg)),
+            None => self.advance(me, staged),
         }
-        self.advance(me, staged);
+        for s in woken {
+            self.advance(me, s);
+        }
     }
 
     /// Build (or find) the composite of a request's adapters by its approximate method.
@@ -334,6 +371,10 @@ impl MergerState {
         let keyed: Vec<(Digest, f32)> =
             staged.parts.iter().zip(&staged.job.adapters).map(|(p, (_, w))| (p.digest(), *w)).collect();
         let key = composite_key(&staged.job.combination, &keyed);
+        if self.life.phase(&key) == Phase::Docking {
+            self.waiting.entry(key).or_default().push(staged);
+            return;
+        }
         if let Some(e) = self.table.get(&key).cloned() {
             let Staged { job, parts } = staged;
             return self.admit_composite(job, e, parts);
@@ -354,7 +395,10 @@ impl MergerState {
         // The composite's rank never exceeds the sum of its parts' ranks.
         let reservation = match self.ctx.ledger.try_reserve(Category::Adapters, bound) {
             Ok(r) => r,
-            Err(e) => return self.park(staged, bound, e),
+            Err(e) => {
+                let need = bound + self.kv_bytes(&staged.job);
+                return self.park(staged, need, e);
+            }
         };
         self.life.reach(key, Phase::Docking);
         let cfg = self.ctx.engine.loaded.model.config.clone();
@@ -393,7 +437,7 @@ impl MergerState {
         mut reservation: Reservation,
         started: Instant,
     ) {
-        let _ = me;
+        let woken = self.waiting.remove(&key).unwrap_or_default();
         match result {
             Ok(mut adapter) => {
                 let e = match self.table.get(&key) {
@@ -425,6 +469,9 @@ impl MergerState {
                 self.drop_staged(staged, |j| j.fail(ErrorKind::Adapter, msg));
             }
         }
+        for s in woken {
+            self.advance(me, s);
+        }
     }
 
     fn admit_composite(&mut self, job: Job, e: Arc<Docked>, parts: Vec<Part>) {
@@ -441,9 +488,17 @@ impl MergerState {
         let positions = (job.prompt.len() + job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE;
         match KvCache::reserved(&model.config, positions, self.ctx.kv_type, &self.ctx.ledger) {
             Ok(kv) => {
-                let leases = entries
+                // One lease per distinct adapter; an adapter named twice gets the sum of its
+                // weights (the same exact composite).
+                let mut merged: Vec<(Arc<Docked>, f32)> = Vec::with_capacity(entries.len());
+                for (e, w) in entries.into_iter().zip(job.adapters.iter().map(|(_, w)| *w)) {
+                    match merged.iter_mut().find(|(m, _)| m.digest == e.digest) {
+                        Some((_, mw)) => *mw += w,
+                        None => merged.push((e, w)),
+                    }
+                }
+                let leases = merged
                     .into_iter()
-                    .zip(job.adapters.iter().map(|(_, w)| *w))
                     .map(|(e, w)| {
                         self.ctx.links.evictor(EvictorMsg::Used(e.digest));
                         (Lease::new(e, Arc::clone(&self.ctx)), w)
@@ -451,30 +506,33 @@ impl MergerState {
                     .collect();
                 drop(parts);
                 let job = job.at("decoder");
-                self.ctx.links.decoder(DecoderMsg::Admit(Ready { job, leases, kv }));
+                self.ctx.links.decoder(DecoderMsg::Admit(Box::new(Ready { job, leases, kv })));
             }
             Err(e) => {
                 drop(entries);
-                let bytes = match &e {
+                let need = match &e {
                     Error::OverBudget { requested, .. } => *requested,
                     _ => 0,
                 };
-                self.park(Staged { job, parts }, bytes, e)
+                self.park(Staged { job, parts }, need, e)
             }
         }
     }
 
-    /// Park a request that does not fit now, or end it when it never will.
-    fn park(&mut self, staged: Staged, bytes: u64, e: Error) {
+    /// Bytes of KV pages a request reserves: prompt + `max_tokens`, in whole pages.
+    fn kv_bytes(&self, job: &Job) -> u64 {
+        let c = &self.ctx.engine.loaded.model.config;
+        let positions = (job.prompt.len() + job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE;
+        (c.num_layers * c.num_kv_heads * self.ctx.kv_type.head_bytes(c.head_dim) * 2 * positions) as u64
+    }
+
+    /// Park a request that does not fit now (its holds released), or end it when it never
+    /// will. `need`: the bytes it must reserve now (KV pages and adapters not docked).
+    fn park(&mut self, staged: Staged, need: u64, e: Error) {
         let stats = self.ctx.ledger.stats();
         let fixed = stats.by_category[Category::BaseWeights as usize];
-        let kv = (staged.job.prompt.len() + staged.job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE;
-        let kv_bytes = (self.ctx.engine.loaded.model.config.num_layers
-            * self.ctx.engine.loaded.model.config.num_kv_heads
-            * self.ctx.kv_type.head_bytes(self.ctx.engine.loaded.model.config.head_dim)
-            * 2
-            * kv) as u64;
-        if bytes.max(kv_bytes) > stats.budget_bytes.saturating_sub(fixed) {
+        let bytes = need.saturating_sub(self.ctx.ledger.free());
+        if need.max(self.kv_bytes(&staged.job)) > stats.budget_bytes.saturating_sub(fixed) {
             let msg = format!("{e}; it cannot fit even with nothing else running");
             return self.drop_staged(staged, |j| j.fail(ErrorKind::OverBudget, msg));
         }
@@ -484,7 +542,9 @@ impl MergerState {
                 j.fail(ErrorKind::Busy, format!("busy: the memory wait queue is full ({limit} at most); {e}"))
             });
         }
-        self.pending.push_back(staged);
+        let mut job = None;
+        self.drop_staged(staged, |j| job = Some(j));
+        self.pending.push_back(job.expect("set").at("merger"));
         add(&self.ctx.metrics.pending_depth, 1);
         if self.pressure == Pressure::Idle {
             self.pressure = Pressure::Asked;
@@ -501,10 +561,11 @@ impl MergerState {
 
     /// Try parked requests again, oldest first.
     fn retry(&mut self, me: &ActorRef<MergerMsg>) {
-        let waiting: Vec<Staged> = self.pending.drain(..).collect();
+        let _ = me;
+        let waiting: Vec<Job> = self.pending.drain(..).collect();
         sub(&self.ctx.metrics.pending_depth, waiting.len() as u64);
-        for s in waiting {
-            self.advance(me, s);
+        for j in waiting {
+            self.ctx.links.fetcher(super::fetcher::FetcherMsg::Fetch(j.at("fetcher")));
         }
     }
 
@@ -543,6 +604,7 @@ impl MergerState {
     fn adopt(&mut self, e: Arc<Docked>) {
         self.life.reach(e.digest, Phase::Docking);
         self.life.go(e.digest, Phase::Docked);
+        add(&self.ctx.metrics.docks, 1);
         add(&self.ctx.metrics.docked, 1);
         self.ctx.links.evictor(EvictorMsg::Docked { digest: e.digest, policy: e.policy });
         self.table.insert(e.digest, e);
@@ -584,9 +646,12 @@ impl Drop for MergerState {
     /// leases, and are adopted again if a request brings one back); parked requests end
     /// with an error through their replies.
     fn drop(&mut self) {
+        // Out of the table is undocked: the bytes go when the last lease does.
         sub(&self.ctx.metrics.docked, self.table.len() as u64);
+        add(&self.ctx.metrics.undocks, self.table.len() as u64);
         sub(&self.ctx.metrics.pending_depth, self.pending.len() as u64);
         self.table.clear();
         self.pending.clear();
+        self.waiting.clear();
     }
 }

@@ -17,7 +17,7 @@ pub(crate) mod lifecycle;
 pub(crate) mod merger;
 pub(crate) mod supervisor;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
@@ -36,27 +36,95 @@ use fetcher::FetcherMsg;
 use lease::Docked;
 use merger::MergerMsg;
 
-/// The current address of each actor of a device group. A restarted actor gets a new
-/// reference; senders look it up per message (a short read lock, never held across a send
-/// to anything that could block). A message to an actor that is down is dropped, and with
-/// it any request it carried — whose reply then reports the failure.
-#[derive(Default)]
-pub(crate) struct Links {
-    pub fetcher: RwLock<Option<ActorRef<FetcherMsg>>>,
-    pub merger: RwLock<Option<ActorRef<MergerMsg>>>,
-    pub decoder: RwLock<Option<ActorRef<DecoderMsg>>>,
-    pub evictor: RwLock<Option<ActorRef<EvictorMsg>>>,
+/// Most messages kept for an actor while it is being restarted.
+const PARKED_CAP: usize = 1 << 16;
+
+/// The current address of one actor, and the messages that arrived while it was down.
+pub(crate) struct Slot<M> {
+    actor: Option<ActorRef<M>>,
+    parked: VecDeque<M>,
+    /// Shut down: messages are dropped (requests in them end with `Shutdown`).
+    closed: bool,
 }
 
-fn send<M: ractor::Message>(slot: &RwLock<Option<ActorRef<M>>>, msg: M) {
-    let r = slot.read().clone();
-    match r {
-        Some(a) => {
-            if a.cast(msg).is_err() {
-                log::debug!("actor {:?} is down; message dropped", a.get_name());
+impl<M: ractor::Message> Slot<M> {
+    fn empty() -> Mutex<Slot<M>> {
+        Mutex::new(Slot { actor: None, parked: VecDeque::new(), closed: false })
+    }
+}
+
+/// Send `msg` to the actor in `slot`; while it is down (being restarted), keep the message
+/// for its successor. The lock is never held across the send itself.
+fn send<M: ractor::Message>(slot: &Mutex<Slot<M>>, msg: M) {
+    let mut msg = msg;
+    loop {
+        let actor = slot.lock().actor.clone();
+        if let Some(a) = actor {
+            match a.cast(msg) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(m)) => msg = m,
+                Err(e) => {
+                    log::warn!("message to {:?} lost: {e}", a.get_name());
+                    return;
+                }
             }
+            // The actor died and the supervisor has not cleared it yet: park the message.
+            let mut s = slot.lock();
+            if s.actor.as_ref().is_some_and(|b| b.get_id() != a.get_id()) {
+                continue; // a successor is already there
+            }
+            return park(&mut s, msg);
         }
-        None => log::debug!("actor is down; message dropped"),
+        let mut s = slot.lock();
+        if s.actor.is_some() {
+            continue; // restarted meanwhile
+        }
+        return park(&mut s, msg);
+    }
+}
+
+fn park<M>(s: &mut Slot<M>, msg: M) {
+    if s.closed {
+        return;
+    }
+    if s.parked.len() < PARKED_CAP {
+        s.parked.push_back(msg);
+    } else {
+        log::error!("an actor stayed down while {PARKED_CAP} messages waited for it; dropping one");
+    }
+}
+
+/// Put `actor` in `slot` and hand it what waited.
+fn set<M: ractor::Message>(slot: &Mutex<Slot<M>>, actor: ActorRef<M>) {
+    let parked = {
+        let mut s = slot.lock();
+        s.actor = Some(actor.clone());
+        std::mem::take(&mut s.parked)
+    };
+    for m in parked {
+        send(slot, m);
+    }
+}
+
+/// The current address of each actor of a device group. A restarted actor gets a new
+/// reference; senders look it up per message (a short lock, never held across a send).
+/// Messages for an actor that is down wait for its successor, so a restart costs only the
+/// requests the failed actor itself held.
+pub(crate) struct Links {
+    pub fetcher: Mutex<Slot<FetcherMsg>>,
+    pub merger: Mutex<Slot<MergerMsg>>,
+    pub decoder: Mutex<Slot<DecoderMsg>>,
+    pub evictor: Mutex<Slot<EvictorMsg>>,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Links {
+            fetcher: Slot::empty(),
+            merger: Slot::empty(),
+            decoder: Slot::empty(),
+            evictor: Slot::empty(),
+        }
     }
 }
 
@@ -73,6 +141,40 @@ impl Links {
     pub(crate) fn evictor(&self, m: EvictorMsg) {
         send(&self.evictor, m)
     }
+    pub(crate) fn set_fetcher(&self, a: ActorRef<FetcherMsg>) {
+        set(&self.fetcher, a)
+    }
+    pub(crate) fn set_merger(&self, a: ActorRef<MergerMsg>) {
+        set(&self.merger, a)
+    }
+    pub(crate) fn set_decoder(&self, a: ActorRef<DecoderMsg>) {
+        set(&self.decoder, a)
+    }
+    pub(crate) fn set_evictor(&self, a: ActorRef<EvictorMsg>) {
+        set(&self.evictor, a)
+    }
+
+    /// Mark the actor of `slot` down (its successor will get what arrives meanwhile).
+    pub(crate) fn clear<M>(slot: &Mutex<Slot<M>>) -> Option<ActorRef<M>> {
+        slot.lock().actor.take()
+    }
+
+    /// At shutdown: take every actor and drop what waited.
+    pub(crate) fn take_all(&self) -> Vec<ractor::ActorCell> {
+        fn take<M>(slot: &Mutex<Slot<M>>) -> Option<ractor::ActorCell> {
+            let mut s = slot.lock();
+            s.closed = true;
+            let parked = std::mem::take(&mut s.parked);
+            let a = s.actor.take().map(|a| a.get_cell());
+            drop(s);
+            drop(parked);
+            a
+        }
+        [take(&self.fetcher), take(&self.merger), take(&self.decoder), take(&self.evictor)]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
 }
 
 /// Everything one device group shares: its ledger, the engine, the store, limits, links.
@@ -86,6 +188,7 @@ pub(crate) struct DeviceCtx {
     pub max_seqs: usize,
     pub threads: usize,
     pub pending_cap: usize,
+    pub slow_consumer_timeout: std::time::Duration,
     pub zero_on_undock: bool,
     pub links: Links,
     pub metrics: Arc<Metrics>,

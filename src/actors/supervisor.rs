@@ -22,7 +22,7 @@ use super::evictor::{Evictor, EvictorMsg};
 use super::fetcher::{Fetcher, FetcherMsg};
 use super::job::Job;
 use super::merger::{Merger, MergerMsg};
-use super::DeviceCtx;
+use super::{DeviceCtx, Links};
 
 /// Messages of the supervisor.
 pub(crate) enum SupervisorMsg {
@@ -63,22 +63,22 @@ impl Supervisor {
         let cell = match c {
             Component::Fetcher => {
                 let (a, _) = Actor::spawn_linked(name("fetcher"), Fetcher, Arc::clone(ctx), sup).await?;
-                *ctx.links.fetcher.write() = Some(a.clone());
+                ctx.links.set_fetcher(a.clone());
                 a.get_cell()
             }
             Component::Merger => {
                 let (a, _) = Actor::spawn_linked(name("merger"), Merger, Arc::clone(ctx), sup).await?;
-                *ctx.links.merger.write() = Some(a.clone());
+                ctx.links.set_merger(a.clone());
                 a.get_cell()
             }
             Component::Decoder | Component::DecodeLoop => {
                 let (a, _) = Actor::spawn_linked(name("decoder"), Decoder, Arc::clone(ctx), sup).await?;
-                *ctx.links.decoder.write() = Some(a.clone());
+                ctx.links.set_decoder(a.clone());
                 a.get_cell()
             }
             Component::Evictor => {
                 let (a, _) = Actor::spawn_linked(name("evictor"), Evictor, Arc::clone(ctx), sup).await?;
-                *ctx.links.evictor.write() = Some(a.clone());
+                ctx.links.set_evictor(a.clone());
                 a.get_cell()
             }
         };
@@ -88,10 +88,18 @@ impl Supervisor {
 
     fn clear_link(ctx: &DeviceCtx, c: Component) {
         match c {
-            Component::Fetcher => *ctx.links.fetcher.write() = None,
-            Component::Merger => *ctx.links.merger.write() = None,
-            Component::Decoder | Component::DecodeLoop => *ctx.links.decoder.write() = None,
-            Component::Evictor => *ctx.links.evictor.write() = None,
+            Component::Fetcher => {
+                Links::clear(&ctx.links.fetcher);
+            }
+            Component::Merger => {
+                Links::clear(&ctx.links.merger);
+            }
+            Component::Decoder | Component::DecodeLoop => {
+                Links::clear(&ctx.links.decoder);
+            }
+            Component::Evictor => {
+                Links::clear(&ctx.links.evictor);
+            }
         }
     }
 }
@@ -149,6 +157,7 @@ impl Actor for Supervisor {
                     });
                     return Ok(());
                 }
+                add(&ctx.metrics.restarts, 1);
                 match c {
                     Component::Merger => ctx.links.evictor(EvictorMsg::Reset),
                     Component::Evictor => ctx.links.merger(MergerMsg::Resync),
@@ -178,7 +187,6 @@ impl Actor for Supervisor {
             return Ok(());
         }
         log::error!("{}: {c:?} failed: {why}", ctx.prefix);
-        add(&ctx.metrics.restarts, 1);
         let now = Instant::now();
         let policy = st.args.restart.clone();
         while st.restarts.front().is_some_and(|t| now.duration_since(*t) > policy.window) {

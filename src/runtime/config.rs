@@ -54,9 +54,11 @@ pub struct RuntimeConfig {
     /// Requests waiting for memory (KV pages or adapter bytes) per device; a full queue is
     /// `Busy`.
     pub pending_queue: usize,
-    /// Text events a stream buffers for its consumer; a consumer that lets the buffer fill
-    /// is ended with a slow-consumer error (its terminal event always fits).
+    /// Text events a stream buffers for its consumer. A row whose buffer is full is paused
+    /// (left out of decode steps, the others go on); its terminal event always fits.
     pub stream_buffer: usize,
+    /// A row paused this long for its consumer is ended with a slow-consumer error.
+    pub slow_consumer_timeout: Duration,
     /// Overwrite a disposable adapter's memory with zeros when it is undocked.
     pub zero_on_undock: bool,
     /// The adapter store (roots, caches, HTTP, gateways).
@@ -71,7 +73,7 @@ pub struct RuntimeConfig {
 impl RuntimeConfig {
     /// Defaults around `model`, with the store's caches under `cache_dir`: all cores,
     /// 4 GiB budget, f16 KV, 16 sequences, 4096 positions, queues of 256, streams of 1024
-    /// events, no zeroing, default restart policy, no faults.
+    /// events, slow consumers ended after 5 s, no zeroing, default restart policy, no faults.
     pub fn new(model: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> RuntimeConfig {
         RuntimeConfig {
             model: model.into(),
@@ -84,6 +86,7 @@ impl RuntimeConfig {
             submit_queue: 256,
             pending_queue: 256,
             stream_buffer: 1024,
+            slow_consumer_timeout: Duration::from_secs(5),
             zero_on_undock: false,
             store: StoreConfig::new(cache_dir),
             restart: RestartPolicy::default(),

@@ -146,6 +146,7 @@ impl Runtime {
             max_seqs: cfg.max_seqs,
             threads: cfg.threads,
             pending_cap: cfg.pending_queue,
+            slow_consumer_timeout: cfg.slow_consumer_timeout,
             zero_on_undock: cfg.zero_on_undock,
             links: Links::default(),
             metrics: Arc::clone(&metrics),
@@ -422,16 +423,8 @@ impl Runtime {
         self.metrics.shutting_down.store(true, Ordering::Release);
         let sup = self.supervisor.lock().take();
         let links = &self.device.links;
-        let actors: Vec<ractor::ActorCell> = [
-            links.fetcher.write().take().map(|a| a.get_cell()),
-            links.merger.write().take().map(|a| a.get_cell()),
-            links.decoder.write().take().map(|a| a.get_cell()),
-            links.evictor.write().take().map(|a| a.get_cell()),
-            sup.map(|a| a.get_cell()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let mut actors = links.take_all();
+        actors.extend(sup.map(|a| a.get_cell()));
         let handle = rt.handle().clone();
         std::thread::scope(|s| {
             s.spawn(|| {

@@ -222,6 +222,11 @@ impl Reply {
         )
     }
 
+    /// True when a text event fits the consumer's buffer now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.tx.len() < self.buffer
+    }
+
     /// Send a text event; false (nothing sent) when the consumer's buffer is full.
     pub(crate) fn text(&mut self, text: String) -> bool {
         if self.tx.len() >= self.buffer {

@@ -3,7 +3,7 @@
 //! disk caches, and every error path followed by a fetch that works.
 
 mod ipfs;
-mod server;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
