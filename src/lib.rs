@@ -22,6 +22,7 @@ pub mod chat;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod generate;
 pub mod kv;
 pub mod lora;

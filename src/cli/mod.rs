@@ -5,6 +5,7 @@
 mod batch;
 mod bench;
 mod bench_mixed;
+mod bench_runtime;
 mod chat;
 mod commands;
 mod inspect;
@@ -43,6 +44,8 @@ pub enum Command {
     Perplexity(PerplexityArgs),
     /// Talk to the base model, an adapter or a composite (one line per turn).
     Chat(ChatArgs),
+    /// Measure the runtime: dock/undock churn, cold docks, throughput against adapter count.
+    RuntimeBench(bench_runtime::RuntimeBenchArgs),
 }
 
 /// `chat` flags.
@@ -236,6 +239,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::bench(&a),
         Command::Perplexity(a) => perplexity::perplexity(&a),
         Command::Chat(a) => chat::chat(&a),
+        Command::RuntimeBench(a) => bench_runtime::bench_runtime(&a),
     }
 }
 

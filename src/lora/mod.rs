@@ -6,11 +6,13 @@ pub mod compose;
 pub mod gguf_lora;
 pub mod linalg;
 pub mod peft;
+pub mod peft_write;
 pub mod targets;
 
 pub use apply::apply_lora;
 pub use gguf_lora::load_gguf_lora;
 pub use peft::load_peft;
+pub use peft_write::write_peft;
 
 /// Load an adapter: a PEFT directory, or a GGUF LoRA file (llama.cpp's format).
 pub fn load_adapter(

@@ -183,6 +183,14 @@ impl Runtime {
         })?
         .map_err(|e| Error::invalid("runtime", format!("the actors did not start: {e}")))?
         .0;
+        log::info!(
+            "runtime {id}: {} loaded ({} bytes of weights), budget {} bytes, {} sequences, KV {:?}",
+            cfg.model.display(),
+            base.bytes(),
+            cfg.budget_bytes,
+            cfg.max_seqs,
+            cfg.kv_type
+        );
         Ok(Runtime {
             id,
             cfg,
@@ -240,6 +248,7 @@ impl Runtime {
         }
         let source = Source::parse(source)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        log::debug!("runtime {}: adapter '{name}' generation {generation} -> {}", self.id, source.display());
         self.registry.write().insert(name.to_string(), Registered { generation, source, digest, policy });
         Ok(generation)
     }
@@ -419,6 +428,7 @@ impl Runtime {
     /// actors and threads are stopped and joined. Idempotent; also done on drop.
     pub fn shutdown(&self) {
         let Some(rt) = self.tokio.lock().take() else { return };
+        log::info!("runtime {}: shutting down", self.id);
         self.accepting.store(false, Ordering::Release);
         self.metrics.shutting_down.store(true, Ordering::Release);
         let sup = self.supervisor.lock().take();

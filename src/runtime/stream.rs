@@ -178,6 +178,18 @@ impl Stream {
         }
     }
 
+    /// A handle that cancels this request from any thread (as [`Stream::cancel`]), for hosts
+    /// that read the stream on one thread and cancel from another.
+    pub fn canceller(&self) -> impl Fn() + Send + Sync + 'static {
+        let cancel = Arc::clone(&self.cancel);
+        let wake = Arc::clone(&self.wake);
+        move || {
+            if !cancel.swap(true, Ordering::AcqRel) {
+                wake();
+            }
+        }
+    }
+
     /// True once the terminal event was read.
     pub fn is_ended(&self) -> bool {
         self.ended
