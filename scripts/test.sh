@@ -47,9 +47,28 @@ fallback_kernels() {
         LORADOCK_ISA=$isa cargo test --quiet --test it -- parity:: gguf:: 2>&1 | tee -a .cache/test-output.txt
     done
 }
+c_abi() {
+    # The C programs against the shared and static libraries, under valgrind (no definite
+    # or indirect leaks) and with ASan+UBSan on the C side.
+    LORADOCK_C_VALGRIND=1 LORADOCK_C_SANITIZE=1 tests/c/run.sh 2>&1 | tee -a .cache/test-output.txt
+}
+cpp_binding() {
+    # The header-only C++ binding's GoogleTest suite (cmake), against the shared library.
+    cmake -S tests/cpp -B target/cpptests -DLORADOCK_LIB_DIR="$PWD/target/debug" > target/cpptests.log 2>&1 \
+        || { cat target/cpptests.log; return 1; }
+    cmake --build target/cpptests -j2 > target/cpptests-build.log 2>&1 || { cat target/cpptests-build.log; return 1; }
+    local out
+    out=$(./target/cpptests/loradock_cpp_tests 2>&1) || { echo "$out"; return 1; }
+    echo "$out" | tail -n 3
+    local n
+    n=$(echo "$out" | grep -Eo 'PASSED  \] [0-9]+' | grep -Eo '[0-9]+$')
+    echo "cpp-tests: ${n:-0} passed, 0 failed" | tee -a .cache/test-output.txt
+}
 mkdir -p .cache
 phase "cargo test" run_tests
 phase "parity on fallback kernels" fallback_kernels
+phase "C ABI tests (C, valgrind, ASan)" c_abi
+phase "C++ binding (GoogleTest)" cpp_binding
 
 echo
 echo "phase times:"

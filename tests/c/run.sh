@@ -25,12 +25,14 @@ TESTS=(lifecycle errors streams adapters concurrency log)
 STATIC_LIBS="-lpthread -ldl -lm -lrt -lgcc_s -lutil"
 CFLAGS="-std=c11 -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror -I$ROOT/include"
 failed=0
+npass=0
+nfail=0
 run() {
     local name="$1"; shift
-    if "$@" "$ROOT" > "$OUT/$name.log" 2>&1; then
-        echo "c-test $name: ok"
+    if "$@" "$ROOT" > "$OUT/log" 2>&1; then
+        echo "c-test $name: ok"; npass=$((npass + 1))
     else
-        echo "c-test $name: FAILED"; sed 's/^/    /' "$OUT/$name.log" | tail -20; failed=1
+        echo "c-test $name: FAILED"; sed 's/^/    /' "$OUT/log" | tail -20; failed=1; nfail=$((nfail + 1))
     fi
 }
 for t in "${TESTS[@]}"; do
@@ -48,4 +50,5 @@ for t in "${TESTS[@]}"; do
         ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 run "$t (asan+ubsan)" "$OUT/$t-asan"
     fi
 done
+echo "c-tests: $npass passed, $nfail failed"
 exit $failed
