@@ -103,7 +103,8 @@ pub struct ModelArgs {
     /// Threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Quantize f32/f16/bf16 weights at load: q8_0 or q4_0.
+    /// Convert weights at load: q8_0 or q4_0 (quantize f32/f16/bf16 projections), or f32
+    /// (dequantize every tensor, for parity checks against float references).
     #[arg(long)]
     pub quant: Option<String>,
     /// Context length (KV cache positions); default: the model's, capped at 4096.

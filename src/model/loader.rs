@@ -14,7 +14,8 @@ use crate::tensor::{DType, QMatrix};
 /// Options for loading a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// Re-encode f32/f16/bf16 projection weights to this type at load (`Q8_0` or `Q4_0`).
+    /// Re-encode f32/f16/bf16 projection weights to this type at load (`Q8_0` or `Q4_0`), or
+    /// with `F32` dequantize every tensor (embedding included) to f32.
     pub quant: Option<DType>,
 }
 
@@ -42,10 +43,10 @@ pub struct LoadedModel {
 /// Load the model at `path`: a directory (HF layout) or a `.gguf` file.
 pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     if let Some(q) = opts.quant {
-        if !matches!(q, DType::Q8_0 | DType::Q4_0) {
+        if !matches!(q, DType::Q8_0 | DType::Q4_0 | DType::F32) {
             return Err(Error::invalid(
                 "quant",
-                format!("{q:?}: load-time quantization supports q8_0 and q4_0"),
+                format!("{q:?}: load-time conversion supports q8_0, q4_0 and f32 (dequantize everything)"),
             ));
         }
     }
@@ -87,6 +88,11 @@ impl Walker<'_> {
             });
         }
         match self.quant {
+            // f32: every stored type dequantized (for parity checks against float references).
+            Some(DType::F32) if m.dtype() != DType::F32 => {
+                Ok(Some(QMatrix::from_f32(rows, cols, &m.to_f32())))
+            }
+            Some(DType::F32) => Ok(Some(m)),
             Some(q) if !m.dtype().is_quantized() && cols.is_multiple_of(32) => m.quantize(q).map(Some),
             _ => Ok(Some(m)),
         }
@@ -184,7 +190,8 @@ fn build(cfg: LlamaConfig, w: &Walker<'_>, names: &Names, gguf_permuted: bool) -
     let (h, qd, kvd, ffn, vocab) =
         (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim(), cfg.intermediate_size, cfg.vocab_size);
     // The embedding stays in its stored type unless it doubles as the output projection.
-    let embed_walker = Walker { source: w.source.clone(), get: Box::new(|n| (w.get)(n)), quant: None };
+    let embed_quant = w.quant.filter(|q| *q == DType::F32);
+    let embed_walker = Walker { source: w.source.clone(), get: Box::new(|n| (w.get)(n)), quant: embed_quant };
     let embed = if cfg.tie_word_embeddings {
         w.matrix(names.embed, vocab, h)?
     } else {
