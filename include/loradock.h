@@ -168,7 +168,8 @@ typedef struct loradock_stream loradock_stream;
 
 // Receives one log record: `level` 1 error … 5 trace, `target` the module, `message` the
 // text (both NUL-terminated, valid during the call). Called from loradock's threads, any of
-// them, possibly at once: it must be thread-safe and must not unwind.
+// them, possibly at once: it must be thread-safe, must not unwind, and must not call back
+// into loradock (that could deadlock).
 typedef void (*loradock_log_callback)(int32_t level,
                                       const char *target,
                                       const char *message,
@@ -366,7 +367,9 @@ typedef struct {
 } loradock_usage;
 
 // One event. Output only: set `struct_size` before the call. `text` and `error_message`
-// are NUL-terminated and stay valid until the next call on the same stream or its free.
+// are NUL-terminated and stay valid until the next `loradock_stream_next` or
+// `loradock_stream_pump` on the same stream, or its free (`loradock_stream_cancel` does not
+// touch them).
 typedef struct {
   // `sizeof(loradock_event)` as the caller knows it.
   uint32_t struct_size;
@@ -422,7 +425,7 @@ loradock_status loradock_debug_panic(void);
 // Send loradock's log records at `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
 // and more severe to `callback` with `user_data`; `finalizer` (may be NULL) is called
 // with `user_data` once the callback is replaced or removed. A NULL `callback` removes the
-// current one (loradock is quiet by default).
+// current one (loradock is quiet by default); `max_level` is then ignored.
 //
 // Statuses: `OK`, `INVALID_ARGUMENT` (level out of range, or another `log` logger is
 // already installed in this process by a Rust host), `PANIC`.

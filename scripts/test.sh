@@ -64,11 +64,16 @@ cpp_binding() {
     n=$(echo "$out" | grep -Eo 'PASSED  \] [0-9]+' | grep -Eo '[0-9]+$')
     echo "cpp-tests: ${n:-0} passed, 0 failed" | tee -a .cache/test-output.txt
 }
+go_binding() {
+    # The Go binding (cgo): go vet and go test -race against the shared library.
+    bash bindings/go/test.sh 2>&1 | tee -a .cache/test-output.txt | tail -n 3
+}
 mkdir -p .cache
 phase "cargo test" run_tests
 phase "parity on fallback kernels" fallback_kernels
 phase "C ABI tests (C, valgrind, ASan)" c_abi
 phase "C++ binding (GoogleTest)" cpp_binding
+phase "Go binding (vet, test -race)" go_binding
 
 echo
 echo "phase times:"

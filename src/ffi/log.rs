@@ -10,7 +10,8 @@ use super::status::loradock_status;
 
 /// Receives one log record: `level` 1 error … 5 trace, `target` the module, `message` the
 /// text (both NUL-terminated, valid during the call). Called from loradock's threads, any of
-/// them, possibly at once: it must be thread-safe and must not unwind.
+/// them, possibly at once: it must be thread-safe, must not unwind, and must not call back
+/// into loradock (that could deadlock).
 pub type loradock_log_callback = Option<
     unsafe extern "C" fn(level: i32, target: *const c_char, message: *const c_char, user_data: *mut c_void),
 >;
@@ -60,7 +61,7 @@ static BRIDGE: Bridge = Bridge;
 /// Send loradock's log records at `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
 /// and more severe to `callback` with `user_data`; `finalizer` (may be NULL) is called
 /// with `user_data` once the callback is replaced or removed. A NULL `callback` removes the
-/// current one (loradock is quiet by default).
+/// current one (loradock is quiet by default); `max_level` is then ignored.
 ///
 /// Statuses: `OK`, `INVALID_ARGUMENT` (level out of range, or another `log` logger is
 /// already installed in this process by a Rust host), `PANIC`.
@@ -75,18 +76,19 @@ pub unsafe extern "C" fn loradock_set_log_callback(
     max_level: i32,
 ) -> loradock_status {
     guard("loradock_set_log_callback", || {
-        let filter = match max_level {
-            1 => log::LevelFilter::Error,
-            2 => log::LevelFilter::Warn,
-            3 => log::LevelFilter::Info,
-            4 => log::LevelFilter::Debug,
-            5 => log::LevelFilter::Trace,
-            other => return Err(Fail::invalid(format!("max_level {other} is not between 1 and 5"))),
+        let filter = match (callback.is_some(), max_level) {
+            (false, _) => log::LevelFilter::Off,
+            (true, 1) => log::LevelFilter::Error,
+            (true, 2) => log::LevelFilter::Warn,
+            (true, 3) => log::LevelFilter::Info,
+            (true, 4) => log::LevelFilter::Debug,
+            (true, 5) => log::LevelFilter::Trace,
+            (true, other) => return Err(Fail::invalid(format!("max_level {other} is not between 1 and 5"))),
         };
-        static INSTALL: std::sync::Once = std::sync::Once::new();
-        let mut installed = true;
-        INSTALL.call_once(|| installed = log::set_logger(&BRIDGE).is_ok());
-        if !installed {
+        // Whether our bridge is the process's logger, decided once (a Rust host may have
+        // installed its own first).
+        static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !*INSTALLED.get_or_init(|| log::set_logger(&BRIDGE).is_ok()) {
             return Err(Fail::invalid("another logger is already installed in this process"));
         }
         let old = {
@@ -98,7 +100,7 @@ pub unsafe extern "C" fn loradock_set_log_callback(
         };
         // The old sink's finalizer runs outside the lock.
         drop(old);
-        log::set_max_level(if callback.is_some() { filter } else { log::LevelFilter::Off });
+        log::set_max_level(filter);
         Ok(())
     })
 }

@@ -171,7 +171,9 @@ pub struct loradock_usage {
 }
 
 /// One event. Output only: set `struct_size` before the call. `text` and `error_message`
-/// are NUL-terminated and stay valid until the next call on the same stream or its free.
+/// are NUL-terminated and stay valid until the next `loradock_stream_next` or
+/// `loradock_stream_pump` on the same stream, or its free (`loradock_stream_cancel` does not
+/// touch them).
 #[repr(C)]
 pub struct loradock_event {
     /// `sizeof(loradock_event)` as the caller knows it.

@@ -1,0 +1,3 @@
+module github.com/loradock/loradock/bindings/go
+
+go 1.24
