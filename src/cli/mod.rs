@@ -8,8 +8,10 @@ mod bench_mixed;
 mod bench_runtime;
 mod chat;
 mod commands;
+mod demo_http;
 mod inspect;
 mod perplexity;
+mod serve_demo;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// Measure the runtime: dock/undock churn, cold docks, throughput against adapter count.
     RuntimeBench(bench_runtime::RuntimeBenchArgs),
+    /// The demo node: trained and derived adapters fetched over HTTP, docked, composed,
+    /// undocked under a budget, with a live status line and a summary.
+    ServeDemo(serve_demo::ServeDemoArgs),
 }
 
 /// `chat` flags.
@@ -241,6 +246,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Perplexity(a) => perplexity::perplexity(&a),
         Command::Chat(a) => chat::chat(&a),
         Command::RuntimeBench(a) => bench_runtime::bench_runtime(&a),
+        Command::ServeDemo(a) => serve_demo::serve_demo(&a),
     }
 }
 
