@@ -1,5 +1,6 @@
-//! A small static file server on 127.0.0.1 for `serve-demo`: it plays the adapter hub the
-//! runtime fetches from (GET only, files under one directory, no `..`).
+//! A small HTTP server on 127.0.0.1 for `serve-demo`: it plays the adapter hub the runtime
+//! fetches from (GET only, files under one directory, no `..`) and an IPFS trustless gateway
+//! (`/ipfs/<cid>?format=car|raw`) for the DAGs it was given.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::store::cid::Cid;
+use crate::store::unixfs_write::Dag;
 
 /// A running file server; stops on drop.
 pub(crate) struct FileServer {
@@ -19,7 +22,7 @@ pub(crate) struct FileServer {
 
 impl FileServer {
     /// Serve the files under `root` on an ephemeral port.
-    pub(crate) fn start(root: &Path) -> Result<FileServer> {
+    pub(crate) fn start(root: &Path, dag: Arc<Dag>) -> Result<FileServer> {
         let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("127.0.0.1:0", e))?;
         let port = l.local_addr().map_err(|e| Error::io("127.0.0.1", e))?.port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -33,9 +36,9 @@ impl FileServer {
                         break;
                     }
                     let Ok(c) = c else { continue };
-                    let (root, sv) = (root.clone(), Arc::clone(&sv));
+                    let (root, sv, dag) = (root.clone(), Arc::clone(&sv), Arc::clone(&dag));
                     std::thread::spawn(move || {
-                        if let Err(e) = serve(c, &root, &sv) {
+                        if let Err(e) = serve(c, &root, &dag, &sv) {
                             log::debug!("demo http: {e}");
                         }
                     });
@@ -58,7 +61,19 @@ impl Drop for FileServer {
     }
 }
 
-fn serve(mut c: TcpStream, root: &Path, served: &AtomicU64) -> std::io::Result<()> {
+/// The gateway's answer for `/ipfs/<cid>?format=…`.
+fn ipfs(dag: &Dag, target: &str) -> Option<Vec<u8>> {
+    let rest = target.strip_prefix("/ipfs/")?;
+    let (cid, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let cid = Cid::parse(cid).ok()?;
+    match query {
+        "format=raw" => dag.blocks.get(&cid).cloned(),
+        "format=car" if dag.blocks.contains_key(&cid) => Some(dag.car(&cid)),
+        _ => None,
+    }
+}
+
+fn serve(mut c: TcpStream, root: &Path, dag: &Dag, served: &AtomicU64) -> std::io::Result<()> {
     let mut line = String::new();
     let mut r = BufReader::new(c.try_clone()?);
     r.read_line(&mut line)?;
@@ -72,7 +87,15 @@ fn serve(mut c: TcpStream, root: &Path, served: &AtomicU64) -> std::io::Result<(
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let rel = PathBuf::from(target.trim_start_matches('/').split('?').next().unwrap_or(""));
     let safe = rel.components().all(|c| matches!(c, Component::Normal(_)));
-    let body = if method == "GET" && safe { std::fs::read(root.join(&rel)).ok() } else { None };
+    let body = if method != "GET" {
+        None
+    } else if target.starts_with("/ipfs/") {
+        ipfs(dag, target)
+    } else if safe {
+        std::fs::read(root.join(&rel)).ok()
+    } else {
+        None
+    };
     match body {
         Some(b) => {
             served.fetch_add(1, Ordering::Relaxed);

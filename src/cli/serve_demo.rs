@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::lora::compose::{materialize, Combination};
 use crate::lora::{load_peft, write_peft, LoraAdapter};
 use crate::runtime::{Event, Input, Next, Policy, Request, Runtime, RuntimeConfig, Stats, Stream};
+use crate::store::unixfs_write::Dag;
 use crate::store::Digest;
 
 /// `serve-demo` flags.
@@ -78,7 +79,7 @@ fn derive(trained: &[(String, LoraAdapter)], i: usize) -> Result<(String, LoraAd
             ("scaled", a)
         }
         1 => {
-            let rank = if i % 2 == 0 { 4 } else { 2 };
+            let rank = if i.is_multiple_of(2) { 4 } else { 2 };
             ("svd", materialize(&[(base, f)], &Combination::Svd { rank: Some(rank) })?)
         }
         _ => {
@@ -192,9 +193,23 @@ pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    // 2. The hub, and a runtime that knows adapters only by URL and digest.
-    let server = FileServer::start(&hub)?;
+    // 2. The hub (HTTP files, and an IPFS gateway for every other derived adapter), and a
+    // runtime that knows adapters only by URL and digest, or by CID.
+    let mut dag = Dag::default();
+    let mut cids = std::collections::HashMap::new();
+    for (i, (name, dir, _)) in hub_entries.iter().enumerate() {
+        if i >= trained.len() && i % 2 == 1 {
+            let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::io(dir.join(f), e));
+            let (c, w) = (read("adapter_config.json")?, read("adapter_model.safetensors")?);
+            let cid = dag.add_dir(&[("adapter_config.json", &c), ("adapter_model.safetensors", &w)])?;
+            cids.insert(name.clone(), cid);
+        }
+    }
+    let server = FileServer::start(&hub, std::sync::Arc::new(dag))?;
     let mut rc = RuntimeConfig::new(&a.model, work.join("cache"));
+    // A small host-RAM cache, so that second uses come from the disk cache.
+    rc.store.ram_budget_bytes = 32 << 20;
+    rc.store.gateways = vec![server.url("").trim_end_matches('/').to_string()];
     rc.threads = a.threads;
     rc.budget_bytes = a.budget_mib << 20;
     rc.max_seqs = a.concurrency.max(1);
@@ -203,10 +218,21 @@ pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
     rc.pending_queue = 4096;
     let rt = Runtime::new(rc)?;
     for (name, dir, policy) in &hub_entries {
-        let rel = dir.strip_prefix(&hub).expect("under the hub").to_string_lossy().to_string();
-        rt.register_adapter(name, &server.url(&rel), Some(Digest::of_path(dir)?), *policy)?;
+        match cids.get(name) {
+            // Verified end to end against the CID: no separate digest needed.
+            Some(cid) => rt.register_adapter(name, &format!("ipfs://{cid}"), None, *policy)?,
+            None => {
+                let rel = dir.strip_prefix(&hub).expect("under the hub").to_string_lossy().to_string();
+                rt.register_adapter(name, &server.url(&rel), Some(Digest::of_path(dir)?), *policy)?
+            }
+        };
     }
-    println!("{} adapters registered by URL and sha256 digest; nothing fetched yet\n", hub_entries.len());
+    println!(
+        "{} adapters registered: {} by HTTP URL and sha256 digest, {} by ipfs:// CID (trustless CAR from the local gateway); nothing fetched yet\n",
+        hub_entries.len(),
+        hub_entries.len() - cids.len(),
+        cids.len()
+    );
 
     // 3. Showcase: each trained adapter, the base, and composites, concurrently.
     let mut show: Vec<(String, Request)> = Vec::new();
@@ -261,10 +287,10 @@ pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
         Ok((done, failed))
     };
     let before = rt.stats();
-    println!("every derived adapter once (fetched over HTTP on first use, docked, undocked):");
+    println!("every derived adapter once (fetched over HTTP or IPFS on first use, docked, undocked):");
     let (n1, f1) = run(&derived, "first use")?;
     let mid = rt.stats();
-    println!("the first 48 again (their bytes now come from the store's caches):");
+    println!("the first 48 again (their bytes now come from the store's disk and RAM caches):");
     let again: Vec<_> = derived.iter().take(48).copied().collect();
     let (n2, f2) = run(&again, "second use")?;
     let end = rt.stats();

@@ -45,6 +45,7 @@ mod ipfs;
 mod ram;
 pub mod source;
 mod unixfs;
+pub mod unixfs_write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
