@@ -68,12 +68,22 @@ go_binding() {
     # The Go binding (cgo): go vet and go test -race against the shared library.
     bash bindings/go/test.sh 2>&1 | tee -a .cache/test-output.txt | tail -n 3
 }
+node_binding() {
+    # The Node binding (N-API addon in C): node --test, including event-loop responsiveness.
+    bash bindings/node/test.sh 2>&1 | tee -a .cache/test-output.txt | tail -n 3
+}
+example_server() {
+    # The OpenAI-compatible example server, end to end with the official openai npm client.
+    bash examples/server/test.sh 2>&1 | tee -a .cache/test-output.txt | tail -n 3
+}
 mkdir -p .cache
 phase "cargo test" run_tests
 phase "parity on fallback kernels" fallback_kernels
 phase "C ABI tests (C, valgrind, ASan)" c_abi
 phase "C++ binding (GoogleTest)" cpp_binding
 phase "Go binding (vet, test -race)" go_binding
+phase "Node binding (node --test)" node_binding
+phase "example server (openai client)" example_server
 
 echo
 echo "phase times:"

@@ -346,6 +346,14 @@ fn run(
         if b.len() == paused.len() {
             // Nothing to compute: wait for work, a cancel, or a consumer to catch up.
             let wait = if rows.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(1) };
+            if b.len() >= ctx.max_seqs {
+                // Full of paused rows: take nothing new, wait for a reader or a cancel.
+                select! {
+                    recv(ctx.wake.1) -> _ => {},
+                    default(wait) => {},
+                }
+                continue;
+            }
             select! {
                 recv(ctl) -> m => match m {
                     Ok(Ctl::Admit(r)) => {

@@ -351,7 +351,12 @@ impl MergerState {
                     if self.life.phase(&d) == Phase::Docking {
                         self.life.go(d, Phase::Failed);
                     }
-                    failure.get_or_insert(format!("adapter {}: {e}", spec.label));
+                    let m = e.to_string();
+                    failure.get_or_insert(if m.contains(&spec.label) {
+                        m
+                    } else {
+                        format!("adapter {}: {m}", spec.label)
+                    });
                 }
             }
         }

@@ -377,3 +377,41 @@ fn chat_answers_each_line_until_end_of_input() {
     assert!(stderr.contains("r8_qv") && stderr.contains("forgotten"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "two answers, one per turn");
 }
+
+#[test]
+fn serve_demo_fetches_adapters_over_http_and_ipfs_under_its_budget() {
+    let dir = TempDir::new("serve-demo");
+    let adapters = dir.0.join("adapters");
+    for a in ["t_a", "t_b", "r8_qv"] {
+        let d = adapters.join(a);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            std::fs::copy(tiny().join("adapters").join(a).join(f), d.join(f)).unwrap();
+        }
+    }
+    let model = tiny().join("model");
+    let work = dir.0.join("work");
+    let out = loradock(&[
+        "serve-demo",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapters",
+        adapters.to_str().unwrap(),
+        "--derived",
+        "24",
+        "--threads",
+        "1",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("15 by HTTP URL and sha256 digest, 12 by ipfs:// CID"), "{stdout}");
+    assert!(stdout.contains("first use: 24 requests, 0 failed"), "{stdout}");
+    assert!(stdout.contains("second use: 24 requests, 0 failed"), "{stdout}");
+    assert!(stdout.contains("budget crossed                never"), "{stdout}");
+    // Composites and every trained adapter answered.
+    for label in ["── t_a (", "── t_b (", "── r8_qv (", "(exact composite)"] {
+        assert!(stdout.contains(label), "{label} missing: {stdout}");
+    }
+}

@@ -624,3 +624,19 @@ fn churn_of_2000_cycles_over_200_adapters_with_cancels_and_faults_returns_to_bas
     rt.shutdown();
     assert!(t0.elapsed() < Duration::from_secs(10), "shutdown joined every thread");
 }
+
+#[test]
+fn a_batch_full_of_paused_rows_queues_new_requests_instead_of_refusing_them() {
+    let tmp = TempDir::new("rt-paused-full");
+    let mut cfg = config(&tmp);
+    cfg.stream_buffer = 2;
+    cfg.max_seqs = 2;
+    let rt = Runtime::new(cfg).unwrap();
+    // Two readers that do not read: both rows pause with full buffers.
+    let idle: Vec<_> = (0..2).map(|_| rt.submit(req("hello world", &[], 100)).unwrap()).collect();
+    settle(&rt, "two paused rows", |s| s.running == 2);
+    // A third request waits for a row rather than failing with Busy.
+    let third = rt.submit(req("the cat", &[], 4)).unwrap();
+    drop(idle); // cancelling them frees the rows
+    assert_eq!(done_ok(third), direct("the cat", None, 4));
+}
