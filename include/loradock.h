@@ -159,11 +159,14 @@ typedef int32_t loradock_policy;
 #endif // __cplusplus
 
 // A running runtime (opaque). Thread safety: every call taking a `loradock_runtime*` may
-// be made from any thread, concurrently.
+// be made from any thread, concurrently. Handles carry a tag: a pointer to another handle
+// type, or to a freed handle whose memory was not reused, is refused with
+// `LORADOCK_STATUS_INVALID_ARGUMENT` (using a freed handle is still undefined behaviour).
 typedef struct loradock_runtime loradock_runtime;
 
 // A request's event stream (opaque). One reader at a time; calls on one stream from
-// several threads are serialized. Free with `loradock_stream_free`.
+// several threads are serialized. Free with `loradock_stream_free`. Tagged like
+// `loradock_runtime`: a foreign or freed-and-unreused pointer is refused, not used.
 typedef struct loradock_stream loradock_stream;
 
 // Receives one log record: `level` 1 error … 5 trace, `target` the module, `message` the

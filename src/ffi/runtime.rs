@@ -11,10 +11,19 @@ use crate::runtime::{Policy, Runtime, RuntimeConfig};
 use crate::store::Digest;
 
 /// A running runtime (opaque). Thread safety: every call taking a `loradock_runtime*` may
-/// be made from any thread, concurrently.
+/// be made from any thread, concurrently. Handles carry a tag: a pointer to another handle
+/// type, or to a freed handle whose memory was not reused, is refused with
+/// `LORADOCK_STATUS_INVALID_ARGUMENT` (using a freed handle is still undefined behaviour).
 pub struct loradock_runtime {
+    /// [`RUNTIME_MAGIC`] while alive: a cheap check against foreign or freed pointers.
+    magic: u64,
     pub(crate) rt: Runtime,
 }
+
+/// Tag of a live `loradock_runtime` ("LDRTRUN\0").
+const RUNTIME_MAGIC: u64 = 0x004e_5552_5452_444c;
+/// Written over the tag when the handle is freed.
+pub(crate) const DEAD_MAGIC: u64 = 0xdead_dead_dead_dead;
 
 /// How long a docked adapter stays once unused.
 #[repr(i32)]
@@ -215,7 +224,7 @@ pub unsafe extern "C" fn loradock_runtime_new(
         cfg.zero_on_undock = p.zero_on_undock;
         let rt = Runtime::new(cfg)?;
         // SAFETY: `out` is writable (checked non-NULL).
-        unsafe { out.write(Box::into_raw(Box::new(loradock_runtime { rt }))) };
+        unsafe { out.write(Box::into_raw(Box::new(loradock_runtime { magic: RUNTIME_MAGIC, rt }))) };
         Ok(())
     })
 }
@@ -230,8 +239,15 @@ pub unsafe extern "C" fn loradock_runtime_new(
 pub unsafe extern "C" fn loradock_runtime_free(rt: *mut loradock_runtime) {
     let _ = guard("loradock_runtime_free", || {
         if !rt.is_null() {
+            // SAFETY: a live handle per the contract; its tag is checked before the box is
+            // rebuilt, so a foreign pointer is refused rather than freed.
+            if unsafe { (*rt).magic } != RUNTIME_MAGIC {
+                return Err(Fail::invalid("rt is not a live loradock_runtime handle (freed or foreign)"));
+            }
             // SAFETY: owned pointer from `Box::into_raw`, freed once per the contract.
-            drop(unsafe { Box::from_raw(rt) });
+            let mut b = unsafe { Box::from_raw(rt) };
+            b.magic = DEAD_MAGIC;
+            drop(b);
         }
         Ok(())
     });
@@ -245,8 +261,13 @@ pub(crate) unsafe fn runtime<'a>(rt: *const loradock_runtime) -> Result<&'a Runt
     if rt.is_null() {
         return Err(Fail::null("rt"));
     }
-    // SAFETY: live handle per the contract.
-    Ok(unsafe { &(*rt).rt })
+    // SAFETY: live handle per the contract (the tag check catches some violations cheaply:
+    // a freed handle whose memory was not reused, or a pointer to another handle type).
+    let h = unsafe { &*rt };
+    if h.magic != RUNTIME_MAGIC {
+        return Err(Fail::invalid("rt is not a live loradock_runtime handle (freed or foreign)"));
+    }
+    Ok(&h.rt)
 }
 
 /// Register (or re-register: a new generation) `name` → `source` (a path or `file://` URL

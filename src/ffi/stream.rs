@@ -194,6 +194,9 @@ pub struct loradock_event {
     pub error_message: *const c_char,
 }
 
+/// Tag of a live `loradock_stream` ("LDSTREA\0").
+const STREAM_MAGIC: u64 = 0x0041_4552_5453_444c;
+
 struct StreamState {
     stream: Stream,
     /// Storage behind the last event's pointers.
@@ -202,8 +205,11 @@ struct StreamState {
 }
 
 /// A request's event stream (opaque). One reader at a time; calls on one stream from
-/// several threads are serialized. Free with `loradock_stream_free`.
+/// several threads are serialized. Free with `loradock_stream_free`. Tagged like
+/// `loradock_runtime`: a foreign or freed-and-unreused pointer is refused, not used.
 pub struct loradock_stream {
+    /// [`STREAM_MAGIC`] while alive.
+    magic: u64,
     state: Mutex<StreamState>,
     /// For cancel without taking the reader's lock.
     cancel: Box<dyn Fn() + Send + Sync>,
@@ -359,6 +365,7 @@ pub unsafe extern "C" fn loradock_submit(
         let stream = rt.submit(req)?;
         let canceller = stream.canceller();
         let s = loradock_stream {
+            magic: STREAM_MAGIC,
             state: Mutex::new(StreamState { stream, text: Vec::new(), message: Vec::new() }),
             cancel: Box::new(canceller),
         };
@@ -376,8 +383,12 @@ unsafe fn stream<'a>(s: *const loradock_stream) -> Result<&'a loradock_stream, F
     if s.is_null() {
         return Err(Fail::null("stream"));
     }
-    // SAFETY: live per the contract.
-    Ok(unsafe { &*s })
+    // SAFETY: live per the contract (the tag catches foreign or freed-and-unreused handles).
+    let h = unsafe { &*s };
+    if h.magic != STREAM_MAGIC {
+        return Err(Fail::invalid("stream is not a live loradock_stream handle (freed or foreign)"));
+    }
+    Ok(h)
 }
 
 /// Wait up to `timeout_ms` for the next event and write it into `*event` (set
@@ -500,8 +511,15 @@ pub unsafe extern "C" fn loradock_stream_cancel(s: *const loradock_stream) -> lo
 pub unsafe extern "C" fn loradock_stream_free(s: *mut loradock_stream) {
     let _ = guard("loradock_stream_free", || {
         if !s.is_null() {
+            // SAFETY: a live handle per the contract; its tag is checked before the box is
+            // rebuilt, so a foreign pointer is refused rather than freed.
+            if unsafe { (*s).magic } != STREAM_MAGIC {
+                return Err(Fail::invalid("stream is not a live loradock_stream handle (freed or foreign)"));
+            }
             // SAFETY: owned pointer from `Box::into_raw`, freed once per the contract.
-            drop(unsafe { Box::from_raw(s) });
+            let mut b = unsafe { Box::from_raw(s) };
+            b.magic = super::runtime::DEAD_MAGIC;
+            drop(b);
         }
         Ok(())
     });

@@ -372,11 +372,11 @@ impl Runtime {
         match self.submit_tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
-                job.reply.finish(Event::Error { kind: ErrorKind::Busy, message: String::new() });
+                job.reply.discard();
                 return Err(Error::Busy { what: "submit queue".into(), limit: self.cfg.submit_queue });
             }
             Err(TrySendError::Disconnected(job)) => {
-                job.reply.finish(Event::Error { kind: ErrorKind::Shutdown, message: String::new() });
+                job.reply.discard();
                 return Err(Error::ShutDown { reason: "the runtime is shut down".into() });
             }
         }

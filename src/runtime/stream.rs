@@ -259,6 +259,12 @@ impl Reply {
         let _ = self.tx.try_send(ev);
     }
 
+    /// Drop a reply whose request was never accepted (the submit call itself failed): no
+    /// event, not counted.
+    pub(crate) fn discard(mut self) {
+        self.done = true;
+    }
+
     /// End with an error.
     pub(crate) fn fail(self, kind: ErrorKind, message: impl Into<String>) {
         self.finish(Event::Error { kind, message: message.into() });

@@ -123,6 +123,18 @@ int main(int argc, char **argv) {
     EXPECT(end.kind == LORADOCK_EVENT_ERROR && end.error_status == LORADOCK_STATUS_FETCH);
     loradock_stream_free(s);
 
+    /* A handle of the other type is refused (detected by its tag), not used. */
+    init_request(&r, "hi", 4);
+    EXPECT_OK(loradock_submit(rt, &r, &s));
+    EXPECT_STATUS(loradock_adapter_unregister((const loradock_runtime *)(const void *)s, "x"),
+                  LORADOCK_STATUS_INVALID_ARGUMENT);
+    loradock_last_error_message(buf, sizeof buf, NULL);
+    EXPECT(strstr(buf, "not a live loradock_runtime") != NULL);
+    EXPECT_STATUS(loradock_stream_cancel((const loradock_stream *)(const void *)rt), LORADOCK_STATUS_INVALID_ARGUMENT);
+    loradock_stream_free((loradock_stream *)(void *)rt); /* refused: the runtime lives on */
+    drain(s, NULL, 0, &end);
+    loradock_stream_free(s);
+
     /* A Rust panic is a status, not an abort. */
     EXPECT_STATUS(loradock_debug_panic(), LORADOCK_STATUS_PANIC);
     loradock_last_error_message(buf, sizeof buf, NULL);
