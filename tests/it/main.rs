@@ -5,6 +5,7 @@ mod bad_input;
 mod batching;
 mod cli;
 mod common;
+mod demo_adapters;
 mod ffi_header;
 mod formats;
 mod gguf;

