@@ -121,7 +121,7 @@ fn load_time_quantization_stays_close() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("q8_0 and q4_0"), "{e}");
+    assert!(e.contains("q8_0, q4_0 and f32"), "{e}");
 }
 
 /// Qwen2 is Llama with q/k/v biases: zero biases change nothing, non-zero ones do.
