@@ -21,6 +21,16 @@
 #define LORADOCK_VERSION_PATCH 0
 #define LORADOCK_VERSION_STRING "0.1.0"
 
+// A running runtime (opaque). Every call taking a loradock_runtime* may be made from any
+// thread, concurrently. Handles carry a tag: a pointer to another handle type, or to a freed
+// handle whose memory was not reused, is refused with LORADOCK_STATUS_INVALID_ARGUMENT
+// (using a freed handle is still undefined behaviour).
+typedef struct loradock_runtime loradock_runtime;
+
+// A request's event stream (opaque). One reader at a time; calls on one stream from several
+// threads are serialized. Free with loradock_stream_free. Tagged like loradock_runtime.
+typedef struct loradock_stream loradock_stream;
+
 
 // What a C call returned. Values are banded by class and never reused:
 // 0 success; 1xx the caller's arguments; 2xx lookups, streams and lifecycle; 3xx capacity;
@@ -157,17 +167,6 @@ typedef enum loradock_policy loradock_policy;
 typedef int32_t loradock_policy;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
-
-// A running runtime (opaque). Thread safety: every call taking a `loradock_runtime*` may
-// be made from any thread, concurrently. Handles carry a tag: a pointer to another handle
-// type, or to a freed handle whose memory was not reused, is refused with
-// `LORADOCK_STATUS_INVALID_ARGUMENT` (using a freed handle is still undefined behaviour).
-typedef struct loradock_runtime loradock_runtime;
-
-// A request's event stream (opaque). One reader at a time; calls on one stream from
-// several threads are serialized. Free with `loradock_stream_free`. Tagged like
-// `loradock_runtime`: a foreign or freed-and-unreused pointer is refused, not used.
-typedef struct loradock_stream loradock_stream;
 
 // Receives one log record: `level` 1 error … 5 trace, `target` the module, `message` the
 // text (both NUL-terminated, valid during the call). Called from loradock's threads, any of

@@ -14,6 +14,11 @@ use crate::store::Digest;
 /// be made from any thread, concurrently. Handles carry a tag: a pointer to another handle
 /// type, or to a freed handle whose memory was not reused, is refused with
 /// `LORADOCK_STATUS_INVALID_ARGUMENT` (using a freed handle is still undefined behaviour).
+///
+/// `repr(C)` so the tag is the first field of every handle type; opaque to C (the header
+/// declares it with a forward typedef, see the header test).
+/// cbindgen:ignore
+#[repr(C)]
 pub struct loradock_runtime {
     /// [`RUNTIME_MAGIC`] while alive: a cheap check against foreign or freed pointers.
     magic: u64,

@@ -207,6 +207,10 @@ struct StreamState {
 /// A request's event stream (opaque). One reader at a time; calls on one stream from
 /// several threads are serialized. Free with `loradock_stream_free`. Tagged like
 /// `loradock_runtime`: a foreign or freed-and-unreused pointer is refused, not used.
+///
+/// `repr(C)` so the tag comes first, as in `loradock_runtime`; opaque to C.
+/// cbindgen:ignore
+#[repr(C)]
 pub struct loradock_stream {
     /// [`STREAM_MAGIC`] while alive.
     magic: u64,

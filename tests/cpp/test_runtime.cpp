@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include <unistd.h>
@@ -19,7 +20,7 @@ const std::string kAdapters = kRoot + "/tests/fixtures/tiny/adapters";
 loradock::RuntimeOptions options() {
     loradock::RuntimeOptions o;
     o.model = kRoot + "/tests/fixtures/tiny/model";
-    o.cache_dir = "/tmp/loradock-cpptest-" + std::to_string(::getpid());
+    o.cache_dir = (std::filesystem::temp_directory_path() / ("loradock-cpptest-" + std::to_string(::getpid()))).string();
     o.threads = 1;
     o.budget_bytes = 64u << 20;
     o.max_context = 256;
