@@ -249,12 +249,34 @@ pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
     }
     let streams: Vec<(String, Stream)> =
         show.into_iter().map(|(l, r)| rt.submit(r).map(|s| (l, s))).collect::<Result<_>>()?;
-    for (label, s) in streams {
-        let (text, n, err) = finish(s);
-        println!("── {label} ({n} tokens)");
-        match err {
-            Some(e) => println!("   error: {e}"),
-            None => println!("   {}", text.trim().replace('\n', "\n   ")),
+    // All decode together; each answer is printed token by token as it streams (later ones
+    // have mostly arrived by the time their turn comes).
+    for (label, mut s) in streams {
+        println!("── {label}");
+        print!("   ");
+        let mut started = false;
+        loop {
+            match s.next(Duration::from_secs(120)) {
+                Next::Event(Event::Token { text }) => {
+                    let t = if started { text.as_str() } else { text.trim_start() };
+                    started |= !t.is_empty();
+                    print!("{}", t.replace('\n', "\n   "));
+                    let _ = std::io::stdout().flush();
+                }
+                Next::Event(Event::Done { usage, .. }) => {
+                    println!("\n   ({} tokens)", usage.completion_tokens);
+                    break;
+                }
+                Next::Event(Event::Error { message, .. }) => {
+                    println!("\n   error: {message}");
+                    break;
+                }
+                Next::Timeout => {
+                    println!("\n   error: no event for 120 s");
+                    break;
+                }
+                Next::Ended => break,
+            }
         }
     }
     println!();

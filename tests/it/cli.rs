@@ -411,7 +411,7 @@ fn serve_demo_fetches_adapters_over_http_and_ipfs_under_its_budget() {
     assert!(stdout.contains("second use: 24 requests, 0 failed"), "{stdout}");
     assert!(stdout.contains("budget crossed                never"), "{stdout}");
     // Composites and every trained adapter answered.
-    for label in ["── t_a (", "── t_b (", "── r8_qv (", "(exact composite)"] {
+    for label in ["── t_a\n", "── t_b\n", "── r8_qv\n", "(exact composite)\n"] {
         assert!(stdout.contains(label), "{label} missing: {stdout}");
     }
 }
