@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 
 use super::bench_mixed::synthetic_adapters;
+use super::WorkDir;
 use crate::error::{Error, Result};
 use crate::lora::{write_peft, Module};
 use crate::runtime::{Event, Next, Policy, Request, Runtime, RuntimeConfig, Stream};
@@ -307,23 +308,8 @@ fn scale(a: &RuntimeBenchArgs, work: &Path) -> Result<()> {
 
 /// Run `runtime-bench`.
 pub(crate) fn bench_runtime(a: &RuntimeBenchArgs) -> Result<()> {
-    /// Removes the temp work dir when done.
-    struct Scratch(Option<PathBuf>);
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            if let Some(p) = &self.0 {
-                let _ = std::fs::remove_dir_all(p);
-            }
-        }
-    }
-    let (work, _scratch) = match &a.work_dir {
-        Some(w) => (w.clone(), Scratch(None)),
-        None => {
-            let w = std::env::temp_dir().join(format!("loradock-runtime-bench-{}", std::process::id()));
-            (w.clone(), Scratch(Some(w)))
-        }
-    };
-    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    let scratch = WorkDir::new(a.work_dir.as_deref(), "runtime-bench")?;
+    let work = scratch.path().to_path_buf();
     if a.adapters == 0 || a.cycles == 0 || a.concurrency == 0 {
         return Err(Error::invalid(
             "runtime-bench",

@@ -236,6 +236,37 @@ pub enum MixedTargets {
     All,
 }
 
+/// A command's work directory: the one given (kept), or a fresh temp dir removed on drop.
+pub(crate) struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl WorkDir {
+    /// `given`, or `<temp>/loradock-<tag>-<pid>`; created if missing.
+    pub(crate) fn new(given: Option<&std::path::Path>, tag: &str) -> Result<WorkDir> {
+        let (path, remove) = match given {
+            Some(p) => (p.to_path_buf(), false),
+            None => (std::env::temp_dir().join(format!("loradock-{tag}-{}", std::process::id())), true),
+        };
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(WorkDir { path, remove })
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::demo_http::FileServer;
+use super::WorkDir;
 use crate::chat::ChatMessage;
 use crate::error::{Error, Result};
 use crate::lora::compose::{materialize, Combination};
@@ -135,21 +136,8 @@ fn finish(mut s: Stream) -> (String, usize, Option<String>) {
 
 /// Run `serve-demo`.
 pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
-    struct Scratch(Option<PathBuf>);
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            if let Some(p) = &self.0 {
-                let _ = std::fs::remove_dir_all(p);
-            }
-        }
-    }
-    let (work, _scratch) = match &a.work_dir {
-        Some(w) => (w.clone(), Scratch(None)),
-        None => {
-            let w = std::env::temp_dir().join(format!("loradock-demo-{}", std::process::id()));
-            (w.clone(), Scratch(Some(w)))
-        }
-    };
+    let scratch = WorkDir::new(a.work_dir.as_deref(), "demo")?;
+    let work = scratch.path().to_path_buf();
     let hub = work.join("hub");
     std::fs::create_dir_all(&hub).map_err(|e| Error::io(&hub, e))?;
     let t0 = Instant::now();
