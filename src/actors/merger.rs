@@ -207,6 +207,11 @@ fn parse(f: &FetchedAdapter, label: &str, cfg: &crate::model::LlamaConfig) -> Re
     }
 }
 
+/// Positions of KV a request reserves: prompt + `max_tokens`, in whole pages.
+fn kv_positions(job: &Job) -> usize {
+    (job.prompt.len() + job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE
+}
+
 /// The key a composite is docked under: its method and the ordered (digest, weight) list.
 fn composite_key(method: &Combination, parts: &[(Digest, f32)]) -> Digest {
     let mut s = method.key();
@@ -490,8 +495,7 @@ impl MergerState {
     /// Reserve KV pages and hand the request to the decoder with its leases.
     fn admit(&mut self, job: Job, entries: Vec<Arc<Docked>>, parts: Vec<Part>) {
         let model = &self.ctx.engine.loaded.model;
-        let positions = (job.prompt.len() + job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE;
-        match KvCache::reserved(&model.config, positions, self.ctx.kv_type, &self.ctx.ledger) {
+        match KvCache::reserved(&model.config, kv_positions(&job), self.ctx.kv_type, &self.ctx.ledger) {
             Ok(kv) => {
                 // One lease per distinct adapter; an adapter named twice gets the sum of its
                 // weights (the same exact composite).
@@ -524,11 +528,9 @@ impl MergerState {
         }
     }
 
-    /// Bytes of KV pages a request reserves: prompt + `max_tokens`, in whole pages.
+    /// Bytes of KV pages a request reserves (see [`kv_positions`]).
     fn kv_bytes(&self, job: &Job) -> u64 {
-        let c = &self.ctx.engine.loaded.model.config;
-        let positions = (job.prompt.len() + job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE;
-        (c.num_layers * c.num_kv_heads * self.ctx.kv_type.head_bytes(c.head_dim) * 2 * positions) as u64
+        KvCache::bytes_for(&self.ctx.engine.loaded.model.config, kv_positions(job), self.ctx.kv_type)
     }
 
     /// Park a request that does not fit now (its holds released), or end it when it never

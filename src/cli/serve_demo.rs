@@ -120,18 +120,13 @@ fn status_line(s: &Stats, t0: Instant, done: usize, total: usize) -> String {
     )
 }
 
-/// Read a stream to its end: (text, completion tokens, error).
-fn finish(mut s: Stream) -> (String, usize, Option<String>) {
-    let mut text = String::new();
-    loop {
-        match s.next(Duration::from_secs(120)) {
-            Next::Event(Event::Token { text: t }) => text.push_str(&t),
-            Next::Event(Event::Done { usage, .. }) => return (text, usage.completion_tokens, None),
-            Next::Event(Event::Error { message, .. }) => return (text, 0, Some(message)),
-            Next::Timeout => return (text, 0, Some("no event for 120 s".into())),
-            Next::Ended => return (text, 0, None),
-        }
-    }
+/// Read a stream to its end; the error, if it failed.
+fn finish(mut s: Stream) -> Option<String> {
+    let Some(events) = s.collect(Duration::from_secs(120)) else { return Some("no event for 120 s".into()) };
+    events.into_iter().find_map(|e| match e {
+        Event::Error { message, .. } => Some(message),
+        _ => None,
+    })
 }
 
 /// Run `serve-demo`.
@@ -279,7 +274,7 @@ pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
         for (i, (name, _, _)) in names.iter().enumerate() {
             q.push_back(rt.submit(chat(prompts[i % prompts.len()], 12).with_adapter(name, 1.0))?);
             while q.len() >= a.concurrency.max(1) {
-                let (_, _, err) = finish(q.pop_front().expect("non-empty"));
+                let err = finish(q.pop_front().expect("non-empty"));
                 done += 1;
                 failed += err.is_some() as usize;
                 if last.elapsed() > Duration::from_millis(200) {
@@ -290,7 +285,7 @@ pub(crate) fn serve_demo(a: &ServeDemoArgs) -> Result<()> {
             }
         }
         for s in q {
-            let (_, _, err) = finish(s);
+            let err = finish(s);
             done += 1;
             failed += err.is_some() as usize;
         }

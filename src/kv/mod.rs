@@ -140,12 +140,18 @@ impl KvCache {
         kind: KvType,
         ledger: &crate::memory::Ledger,
     ) -> Result<KvCache> {
-        let bytes = (cfg.num_layers * cfg.num_kv_heads * kind.head_bytes(cfg.head_dim) * 2 * capacity) as u64;
+        let bytes = KvCache::bytes_for(cfg, capacity, kind);
         let r = ledger.try_reserve(crate::memory::Category::KvPages, bytes)?;
         let mut kv = KvCache::with_type(cfg, capacity, kind);
         debug_assert_eq!(kv.bytes() as u64, bytes);
         kv.reservation = Some(r);
         Ok(kv)
+    }
+
+    /// Bytes of a `kind` cache of `capacity` positions for a model with `cfg` (keys and
+    /// values of every layer): what [`KvCache::reserved`] reserves.
+    pub fn bytes_for(cfg: &LlamaConfig, capacity: usize, kind: KvType) -> u64 {
+        (cfg.num_layers * cfg.num_kv_heads * kind.head_bytes(cfg.head_dim) * 2 * capacity) as u64
     }
 
     /// An f32 cache for up to `capacity` positions of a model with `cfg`.

@@ -415,10 +415,7 @@ impl Runtime {
             running: get(&m.running),
             restarts: get(&m.restarts),
             device: self.device.ledger.stats(),
-            kv_bytes_per_token: (cfg.num_layers
-                * cfg.num_kv_heads
-                * self.cfg.kv_type.head_bytes(cfg.head_dim)
-                * 2) as u64,
+            kv_bytes_per_token: crate::kv::KvCache::bytes_for(cfg, 1, self.cfg.kv_type),
             store: self.store.stats(),
             host_budget_bytes: self.cfg.store.ram_budget_bytes,
         }
