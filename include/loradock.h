@@ -92,6 +92,8 @@ enum loradock_status
   LORADOCK_STATUS_INTERNAL = 900,
   // A Rust panic was caught at the C boundary.
   LORADOCK_STATUS_PANIC = 901,
+  // A compute device (GPU) failed or cannot be used.
+  LORADOCK_STATUS_DEVICE = 902,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -135,6 +135,14 @@ pub enum Error {
         /// The budget.
         budget: u64,
     },
+    /// A compute device (a CUDA GPU) failed or cannot be used: no driver, a driver too old,
+    /// a kernel that did not load, a failed launch or copy.
+    Device {
+        /// The device ("cuda", "cuda:0").
+        device: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -166,6 +174,11 @@ impl Error {
     /// An [`Error::InvalidArgument`].
     pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidArgument { name: name.into(), reason: reason.into() }
+    }
+
+    /// An [`Error::Device`].
+    pub fn device(device: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Device { device: device.into(), reason: reason.into() }
     }
 
     /// An [`Error::Tokenizer`].
@@ -218,6 +231,7 @@ impl fmt::Display for Error {
                 f,
                 "{ledger}: {requested} bytes of {category} do not fit under the budget ({free} free of {budget})"
             ),
+            Error::Device { device, reason } => write!(f, "{device}: {reason}"),
         }
     }
 }

@@ -38,6 +38,7 @@ const (
 	StatusSlowConsumer    Status = C.LORADOCK_STATUS_SLOW_CONSUMER    // The stream was not read in time.
 	StatusInternal        Status = C.LORADOCK_STATUS_INTERNAL         // A runtime component failed.
 	StatusPanic           Status = C.LORADOCK_STATUS_PANIC            // A panic was caught inside loradock.
+	StatusDevice          Status = C.LORADOCK_STATUS_DEVICE           // A compute device (GPU) failed or cannot be used.
 )
 
 // String is the status's C name, e.g. "LORADOCK_STATUS_BUSY" ("LORADOCK_STATUS_UNKNOWN"

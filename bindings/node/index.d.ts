@@ -154,7 +154,7 @@ export const Status: Readonly<Record<
   | 'UNKNOWN_ADAPTER' | 'SHUT_DOWN' | 'TIMEOUT' | 'STREAM_ENDED' | 'BUSY' | 'OVER_BUDGET' | 'IO'
   | 'FORMAT' | 'UNSUPPORTED' | 'SHAPE_MISMATCH' | 'MISSING_TENSOR' | 'CONFIG' | 'ADAPTER'
   | 'TOKENIZER' | 'FETCH' | 'DIGEST_MISMATCH' | 'FETCH_TIMEOUT' | 'SLOW_CONSUMER' | 'INTERNAL'
-  | 'PANIC', number>>;
+  | 'PANIC' | 'DEVICE', number>>;
 
 /**
  * A request's events. Tokens, then one done event; a failed request throws a

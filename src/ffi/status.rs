@@ -62,12 +62,14 @@ pub enum loradock_status {
     LORADOCK_STATUS_INTERNAL = 900,
     /// A Rust panic was caught at the C boundary.
     LORADOCK_STATUS_PANIC = 901,
+    /// A compute device (GPU) failed or cannot be used.
+    LORADOCK_STATUS_DEVICE = 902,
 }
 
 use loradock_status as S;
 
 /// All statuses, for `loradock_status_str` and tests.
-pub(crate) const ALL: [loradock_status; 26] = [
+pub(crate) const ALL: [loradock_status; 27] = [
     S::LORADOCK_STATUS_OK,
     S::LORADOCK_STATUS_NULL_ARGUMENT,
     S::LORADOCK_STATUS_INVALID_ARGUMENT,
@@ -94,6 +96,7 @@ pub(crate) const ALL: [loradock_status; 26] = [
     S::LORADOCK_STATUS_SLOW_CONSUMER,
     S::LORADOCK_STATUS_INTERNAL,
     S::LORADOCK_STATUS_PANIC,
+    S::LORADOCK_STATUS_DEVICE,
 ];
 
 impl loradock_status {
@@ -126,6 +129,7 @@ impl loradock_status {
             S::LORADOCK_STATUS_SLOW_CONSUMER => c"LORADOCK_STATUS_SLOW_CONSUMER",
             S::LORADOCK_STATUS_INTERNAL => c"LORADOCK_STATUS_INTERNAL",
             S::LORADOCK_STATUS_PANIC => c"LORADOCK_STATUS_PANIC",
+            S::LORADOCK_STATUS_DEVICE => c"LORADOCK_STATUS_DEVICE",
         }
     }
 
@@ -154,6 +158,7 @@ pub(crate) fn of_error(e: &Error) -> loradock_status {
         Error::UnknownAdapter { .. } => S::LORADOCK_STATUS_UNKNOWN_ADAPTER,
         Error::ShutDown { .. } => S::LORADOCK_STATUS_SHUT_DOWN,
         Error::OverBudget { .. } => S::LORADOCK_STATUS_OVER_BUDGET,
+        Error::Device { .. } => S::LORADOCK_STATUS_DEVICE,
     }
 }
 

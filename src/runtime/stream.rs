@@ -76,7 +76,7 @@ impl ErrorKind {
             | E::Config { .. }
             | E::Adapter { .. }
             | E::InvalidArgument { .. } => ErrorKind::Adapter,
-            E::Tokenizer { .. } => ErrorKind::Internal,
+            E::Tokenizer { .. } | E::Device { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -47,6 +47,7 @@ const Status = Object.freeze({
   SLOW_CONSUMER: 600,
   INTERNAL: 900,
   PANIC: 901,
+  DEVICE: 902,
 });
 
 /**
