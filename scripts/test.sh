@@ -35,6 +35,7 @@ phase "npm ci (tests/ipfs)" npm ci --prefix tests/ipfs --no-audit --no-fund
 # Real-model tests must run in CI, not skip.
 export LORADOCK_REQUIRE_MODEL=1
 phase "cargo fmt --check" cargo fmt --all -- --check
+phase "ptx (NVRTC, CUDA 13.0)" python3 scripts/build_ptx.py --check
 phase "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
 run_tests() {
     # No doctests: the crate has none, and their empty run would close the log on "0 passed".
