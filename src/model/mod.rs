@@ -7,7 +7,7 @@ mod gguf_meta;
 pub mod hf;
 pub mod llama;
 pub mod loader;
-mod rope;
+pub(crate) mod rope;
 
 pub use config::{Arch, LlamaConfig, RopeScaling};
 pub use llama::{Compute, LlamaModel, LogitsMode, SeqBatch};
