@@ -30,7 +30,7 @@ pub(crate) fn target_modules(targets: MixedTargets) -> &'static [Module] {
 }
 
 /// splitmix64: a tiny deterministic generator (one state word, full period).
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
@@ -43,7 +43,7 @@ impl SplitMix {
 
     /// Approximately N(0, std²): the sum of four 16-bit uniforms (Irwin–Hall), centred and
     /// scaled to unit variance.
-    fn normal(&mut self, std: f32) -> f32 {
+    pub(crate) fn normal(&mut self, std: f32) -> f32 {
         let x = self.next();
         let sum: u32 = (0..4).map(|k| ((x >> (16 * k)) & 0xFFFF) as u32).sum();
         let u = sum as f32 / 65536.0 - 2.0; // variance 4/12

@@ -12,6 +12,7 @@ mod demo_http;
 mod inspect;
 mod perplexity;
 mod serve_demo;
+mod synth;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,11 @@ pub enum Command {
     /// The demo node: trained and derived adapters fetched over HTTP, docked, composed,
     /// undocked under a budget, with a live status line and a summary.
     ServeDemo(serve_demo::ServeDemoArgs),
+    /// Write a deterministic random-weight model of a real shape as GGUF (for GPU machines
+    /// and benchmarks), optionally with PEFT adapters.
+    Synth(synth::SynthArgs),
+    /// Report whether a usable NVIDIA GPU is present, and if not, why.
+    Gpu,
 }
 
 /// `chat` flags.
@@ -267,6 +273,12 @@ impl Drop for WorkDir {
     }
 }
 
+/// `loradock gpu`: the CUDA probe's answer (exit status 0 either way: no GPU is not an error).
+fn gpu_probe() -> Result<()> {
+    println!("{}", crate::backend::cuda::probe().describe());
+    Ok(())
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -278,6 +290,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => chat::chat(&a),
         Command::RuntimeBench(a) => bench_runtime::bench_runtime(&a),
         Command::ServeDemo(a) => serve_demo::serve_demo(&a),
+        Command::Synth(a) => synth::synth(&a),
+        Command::Gpu => gpu_probe(),
     }
 }
 

@@ -403,8 +403,27 @@ impl GgufWriter {
         self.tensor(name, dims, 0, data)
     }
 
-    /// The file's bytes (version 3, alignment 32).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Add an f32-array key.
+    pub fn f32_array(&mut self, k: &str, v: &[f32]) -> &mut Self {
+        let mut b = 9u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+        self.kv.push((k.into(), b));
+        self
+    }
+    /// Add an i32-array key.
+    pub fn i32_array(&mut self, k: &str, v: &[i32]) -> &mut Self {
+        let mut b = 9u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&5u32.to_le_bytes());
+        b.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+        self.kv.push((k.into(), b));
+        self
+    }
+
+    /// Header, metadata and tensor table, padded to the data section.
+    fn header(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&3u32.to_le_bytes());
         out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
@@ -425,11 +444,30 @@ impl GgufWriter {
             rel += (data.len() as u64).div_ceil(32) * 32;
         }
         out.resize(out.len().div_ceil(32) * 32, 0);
+        out
+    }
+
+    /// The file's bytes (version 3, alignment 32).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.header();
         for (_, _, _, data) in &self.tensors {
             out.extend_from_slice(data);
             out.resize(out.len().div_ceil(32) * 32, 0);
         }
         out
+    }
+
+    /// Write the file to `path`, tensor by tensor (no second copy of the data in memory).
+    pub fn write_file(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        let io = |e| Error::io(path, e);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+        f.write_all(&self.header()).map_err(io)?;
+        for (_, _, _, data) in &self.tensors {
+            f.write_all(data).map_err(io)?;
+            f.write_all(&[0u8; 32][..data.len().div_ceil(32) * 32 - data.len()]).map_err(io)?;
+        }
+        f.flush().map_err(io)
     }
 }
 

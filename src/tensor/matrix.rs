@@ -176,6 +176,7 @@ impl QMatrix {
             match to {
                 DType::Q8_0 => super::quant::quantize_row_q8_0(&row, &mut bytes),
                 DType::Q4_0 => super::quant::quantize_row_q4_0(&row, &mut bytes),
+                DType::Q4_1 => super::quant::quantize_row_q4_1(&row, &mut bytes),
                 other => {
                     return Err(Error::unsupported(format!("{other:?}"), "load-time quantization target"))
                 }
@@ -203,6 +204,17 @@ mod tests {
         let m = QMatrix::from_f32(3, 2, &[1., 2., 3., 4., 5., 6.]);
         assert_eq!(m.permute_rows(&[2, 0, 1]).to_f32(), vec![5., 6., 1., 2., 3., 4.]);
         assert_eq!(m.slice_rows(1, 3).to_f32(), vec![3., 4., 5., 6.]);
+    }
+
+    #[test]
+    fn quantize_q4_1_is_close_and_keeps_the_range() {
+        let vals: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin() * 2.0 + 0.5).collect();
+        let q = QMatrix::from_f32(2, 32, &vals).quantize(DType::Q4_1).unwrap();
+        assert_eq!(q.bytes_len(), 2 * 20);
+        for (a, b) in vals.iter().zip(q.to_f32()) {
+            // Half a step of (max − min)/15 for a range of about 4, plus f16 rounding.
+            assert!((a - b).abs() < 0.14, "{a} vs {b}");
+        }
     }
 
     #[test]

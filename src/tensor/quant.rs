@@ -124,6 +124,22 @@ pub fn quantize_row_q4_0(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+/// Quantize a row of f32 values (a multiple of 32 long) to `Q4_1` blocks, as ggml does
+/// (`d = (max − min)/15`, `m = min`, codes rounded to nearest).
+pub fn quantize_row_q4_1(x: &[f32], out: &mut Vec<u8>) {
+    for xs in x.chunks_exact(QK) {
+        let (min, max) = xs.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+        out.extend_from_slice(&f16::from_f32(min).to_bits().to_le_bytes());
+        let q = |v: f32| (((v - min) * id + 0.5) as i32).clamp(0, 15) as u8;
+        for j in 0..16 {
+            out.push(q(xs[j]) | (q(xs[j + 16]) << 4));
+        }
+    }
+}
+
 /// Integer dot of a `Q8_0` weight row with activation blocks (portable version).
 pub fn dot_q8_0_scalar(row: &[u8], x: &[BlockQ8]) -> f32 {
     let mut acc = 0.0f32;
