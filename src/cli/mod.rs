@@ -9,6 +9,7 @@ mod bench_runtime;
 mod chat;
 mod commands;
 mod demo_http;
+mod gpu_bench;
 mod inspect;
 mod perplexity;
 mod serve_demo;
@@ -57,6 +58,9 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Report whether a usable NVIDIA GPU is present, and if not, why.
     Gpu,
+    /// The CUDA backend's figures on one GPU: bandwidth bound, batch-1 decode, a batch of
+    /// distinct adapters against no adapters, cold dock latency.
+    GpuBench(gpu_bench::GpuBenchArgs),
 }
 
 /// `chat` flags.
@@ -292,6 +296,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ServeDemo(a) => serve_demo::serve_demo(&a),
         Command::Synth(a) => synth::synth(&a),
         Command::Gpu => gpu_probe(),
+        Command::GpuBench(a) => gpu_bench::gpu_bench(&a),
     }
 }
 

@@ -415,3 +415,57 @@ fn serve_demo_fetches_adapters_over_http_and_ipfs_under_its_budget() {
         assert!(stdout.contains(label), "{label} missing: {stdout}");
     }
 }
+
+#[test]
+fn synth_writes_the_same_loadable_model_for_a_seed_and_gpu_commands_explain_themselves() {
+    let tmp = TempDir::new("synth");
+    let dir = tmp.0.clone();
+    let (a, b) = (dir.join("a.gguf"), dir.join("b.gguf"));
+    for p in [&a, &b] {
+        let out = ok_stdout(&[
+            "synth",
+            "--shape",
+            "smollm2",
+            "--type",
+            "q4_1",
+            "--layers",
+            "1",
+            "--out",
+            p.to_str().unwrap(),
+            "--adapters",
+            "1",
+            "--rank",
+            "4",
+        ]);
+        assert!(out.contains("Smollm2 Q4_1, 1 layers"), "{out}");
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same seed, same bytes");
+    let m = loradock::model::load_model(&a, &Default::default()).unwrap().model;
+    let c = &m.config;
+    assert_eq!(
+        (c.hidden_size, c.num_heads, c.num_kv_heads, c.intermediate_size, c.vocab_size),
+        (576, 9, 3, 1536, 49152)
+    );
+    let ad = loradock::lora::load_peft(&dir.join("a.gguf.adapters/a0000"), c).unwrap();
+    assert_eq!(ad.layers.len(), 1);
+    let gen = ok_stdout(&[
+        "generate",
+        "--model",
+        a.to_str().unwrap(),
+        "--prompt",
+        "synthetic text",
+        "--max-tokens",
+        "3",
+    ]);
+    assert!(!gen.trim().is_empty());
+    let e = err_line(&["synth", "--layers", "31", "--out", dir.join("c.gguf").to_str().unwrap()]);
+    assert!(e.contains("31 is not between 1 and the shape's 30"), "{e}");
+    // The probe answers on every machine; without a GPU the benchmark refuses with its reason.
+    let probe = ok_stdout(&["gpu"]);
+    if probe.starts_with("no usable GPU: ") {
+        let e = err_line(&["gpu-bench", "--model", a.to_str().unwrap()]);
+        assert!(e.starts_with("loradock: error: cuda: ") && e.len() > 30, "{e}");
+    } else {
+        assert!(probe.starts_with("CUDA driver "), "{probe}");
+    }
+}

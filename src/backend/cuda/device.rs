@@ -73,6 +73,20 @@ pub struct GpuMatrix {
     pub weights: GpuWeights,
 }
 
+impl GpuMatrix {
+    /// Device bytes of the weights (what a matrix-vector product reads).
+    pub fn device_bytes(&self) -> u64 {
+        let n = |len: usize, size: usize| (len * size) as u64;
+        match &self.weights {
+            GpuWeights::F16(w) => n(w.len, 2),
+            GpuWeights::Bf16(w) => n(w.len, 2),
+            GpuWeights::Q8_0(q, d) => n(q.len, 1) + n(d.len, 2),
+            GpuWeights::Q4_0(q, d) => n(q.len, 1) + n(d.len, 2),
+            GpuWeights::Q4_1(q, d, m) => n(q.len, 1) + n(d.len, 2) + n(m.len, 2),
+        }
+    }
+}
+
 /// One usable GPU with its kernels loaded.
 pub struct CudaDevice {
     ordinal: usize,
@@ -234,6 +248,24 @@ impl CudaDevice {
         let mut v = self.stream.clone_dtoh(&buf.slice).map_err(|e| self.fail("copy to host", e))?;
         v.truncate(buf.len);
         Ok(v)
+    }
+
+    /// Device-to-device copy bandwidth in GB/s (bytes read plus bytes written, per second) over
+    /// `reps` copies of a `bytes` buffer: the memory-bandwidth bound benchmarks compare with.
+    pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64> {
+        let src = self.zeros::<u8>(Category::Scratch, bytes)?;
+        let mut dst = self.zeros::<u8>(Category::Scratch, bytes)?;
+        let copy = |dst: &mut DeviceBuffer<u8>| {
+            self.stream.memcpy_dtod(&src.slice, &mut dst.slice).map_err(|e| self.fail("copy", e))
+        };
+        copy(&mut dst)?;
+        self.synchronize()?;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            copy(&mut dst)?;
+        }
+        self.synchronize()?;
+        Ok(2.0 * (bytes * reps) as f64 / t.elapsed().as_secs_f64() / 1e9)
     }
 
     /// Upload a packed weight matrix, reserved as `category`.

@@ -140,6 +140,19 @@ impl CudaModel {
         })
     }
 
+    /// Bytes a decode step reads for one token: every projection, the output head and the
+    /// norms (the embedding row is negligible).
+    pub fn bytes_per_token(&self) -> u64 {
+        let norms = (self.norm.len() + self.layers.len() * 2 * self.cfg.hidden_size) as u64 * 4;
+        let layers: u64 = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .map(GpuMatrix::device_bytes)
+            .sum();
+        layers + self.lm_head.device_bytes() + norms
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
