@@ -292,6 +292,14 @@ typedef struct {
   uint64_t host_cache_bytes;
   // Bytes in the disk cache now.
   uint64_t disk_cache_bytes;
+  // Prompt positions read from shared prefix pages instead of computed (since version 2).
+  uint64_t prefix_hit_tokens;
+  // Prompt positions that could have been shared but were computed (since version 2).
+  uint64_t prefix_miss_tokens;
+  // Shared prefixes alive now (since version 2).
+  uint64_t prefix_shared_now;
+  // Their bytes, each counted once (since version 2).
+  uint64_t prefix_shared_bytes;
 } loradock_stats;
 
 // One adapter of a request: a registered `name`, or (when `name` is NULL) an inline

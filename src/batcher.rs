@@ -31,6 +31,9 @@ pub struct Request<A> {
     pub params: GenerateParams,
     /// The row's KV cache (its capacity bounds prompt + generated tokens).
     pub kv: KvCache,
+    /// Leading prompt tokens whose KV `kv` already holds (read from a shared prefix): the
+    /// prefill starts after them. 0 for a plain request.
+    pub cached: usize,
 }
 
 /// What a step reports.
@@ -185,7 +188,18 @@ impl<'a, 't, A: Borrow<LoraAdapter>> Batcher<'a, 't, A> {
             return Err(Error::invalid("prompt", "the prompt has no tokens"));
         }
         req.params.sampling.validate()?;
-        req.kv.check_room(req.prompt.len())?;
+        if req.cached > 0 && (req.cached >= req.prompt.len() || req.kv.len() != req.cached) {
+            return Err(Error::invalid(
+                "cached",
+                format!(
+                    "{} cached prompt tokens for a prompt of {} and a cache holding {}",
+                    req.cached,
+                    req.prompt.len(),
+                    req.kv.len()
+                ),
+            ));
+        }
+        req.kv.check_room(req.prompt.len() - req.cached)?;
         let id = self.next_id;
         self.next_id += 1;
         let state = RowState {
@@ -200,12 +214,13 @@ impl<'a, 't, A: Borrow<LoraAdapter>> Batcher<'a, 't, A> {
         };
         let mut req = req;
         // Generated tokens must fit the cache too.
-        let room = req.kv.capacity().saturating_sub(req.kv.len() + req.prompt.len());
+        let room = req.kv.capacity().saturating_sub(req.kv.len() + req.prompt.len() - req.cached);
         req.params.max_tokens = req.params.max_tokens.min(room);
+        let prefilled = req.cached;
         self.rows.push(Row {
             id,
             req,
-            prefilled: 0,
+            prefilled,
             next: None,
             state,
             prefill_ms: 0.0,

@@ -142,11 +142,17 @@ pub fn generate_batch(
     for (i, (r, kv)) in rows.iter().zip(kvs).enumerate() {
         let p = GenerateParams { max_tokens: r.max_tokens, ..params.clone() };
         let id = b
-            .admit(Request { prompt: r.prompt.clone(), adapters: r.adapters.clone(), params: p, kv })
+            .admit(Request {
+                prompt: r.prompt.clone(),
+                adapters: r.adapters.clone(),
+                params: p,
+                kv,
+                cached: 0,
+            })
             .map_err(|e| match e {
-            Error::InvalidArgument { name, reason } => Error::invalid(name, format!("row {i}: {reason}")),
-            other => other,
-        })?;
+                Error::InvalidArgument { name, reason } => Error::invalid(name, format!("row {i}: {reason}")),
+                other => other,
+            })?;
         index.insert(id, i);
     }
     let mut outs: Vec<Option<GenerateOutput>> = vec![None; rows.len()];
@@ -175,8 +181,13 @@ pub fn generate(
     let mut b = Batcher::new(model, tokenizer, 1);
     let placeholder = KvCache::with_type(&model.config, 0, kv.kind());
     let own = std::mem::replace(kv, placeholder);
-    let req =
-        Request { prompt: prompt.to_vec(), adapters: adapters.to_vec(), params: params.clone(), kv: own };
+    let req = Request {
+        prompt: prompt.to_vec(),
+        adapters: adapters.to_vec(),
+        params: params.clone(),
+        kv: own,
+        cached: 0,
+    };
     let id = b.admit(req)?;
     let mut done = None;
     while !b.is_empty() {

@@ -197,7 +197,9 @@ fn admit(ctx: &DeviceCtx, b: &mut Batcher<'_, '_, Lease>, rows: &mut HashMap<Row
     let Ready { job, leases, kv } = *r;
     let queue_ms = job.submitted.elapsed().as_secs_f64() * 1e3;
     let crate::actors::job::Job { prompt, params, reply, cancel, .. } = job;
-    match b.admit(RowRequest { prompt, adapters: leases, params, kv }) {
+    // A cache over a ready shared prefix starts with the prefix's positions filled.
+    let cached = kv.len();
+    match b.admit(RowRequest { prompt, adapters: leases, params, kv, cached }) {
         Ok(id) => {
             rows.insert(
                 id,

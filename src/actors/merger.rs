@@ -11,6 +11,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::error::{Error, Result};
+use crate::kv::prefix::{block_keys, context_key, SharedPrefix, BLOCK};
 use crate::kv::KvCache;
 use crate::lora::compose::{materialize, Combination};
 use crate::lora::LoraAdapter;
@@ -494,18 +495,17 @@ impl MergerState {
 
     /// Reserve KV pages and hand the request to the decoder with its leases.
     fn admit(&mut self, job: Job, entries: Vec<Arc<Docked>>, parts: Vec<Part>) {
-        let model = &self.ctx.engine.loaded.model;
-        match KvCache::reserved(&model.config, kv_positions(&job), self.ctx.kv_type, &self.ctx.ledger) {
+        // One lease per distinct adapter; an adapter named twice gets the sum of its weights
+        // (the same exact composite).
+        let mut merged: Vec<(Arc<Docked>, f32)> = Vec::with_capacity(entries.len());
+        for (e, w) in entries.into_iter().zip(job.adapters.iter().map(|(_, w)| *w)) {
+            match merged.iter_mut().find(|(m, _)| m.digest == e.digest) {
+                Some((_, mw)) => *mw += w,
+                None => merged.push((e, w)),
+            }
+        }
+        match self.kv_for(&job, &merged) {
             Ok(kv) => {
-                // One lease per distinct adapter; an adapter named twice gets the sum of its
-                // weights (the same exact composite).
-                let mut merged: Vec<(Arc<Docked>, f32)> = Vec::with_capacity(entries.len());
-                for (e, w) in entries.into_iter().zip(job.adapters.iter().map(|(_, w)| *w)) {
-                    match merged.iter_mut().find(|(m, _)| m.digest == e.digest) {
-                        Some((_, mw)) => *mw += w,
-                        None => merged.push((e, w)),
-                    }
-                }
                 let leases = merged
                     .into_iter()
                     .map(|(e, w)| {
@@ -518,7 +518,7 @@ impl MergerState {
                 self.ctx.links.decoder(DecoderMsg::Admit(Box::new(Ready { job, leases, kv })));
             }
             Err(e) => {
-                drop(entries);
+                drop(merged);
                 let need = match &e {
                     Error::OverBudget { requested, .. } => *requested,
                     _ => 0,
@@ -526,6 +526,34 @@ impl MergerState {
                 self.park(Staged { job, parts }, need, e)
             }
         }
+    }
+
+    /// The request's KV cache, reserved on the ledger. With prefix reuse on, the whole pages
+    /// of its prompt (before the last token) come from a running request's shared prefix when
+    /// one has the same base, adapters by content hash, weights and tokens; otherwise this
+    /// request computes them into a new shared prefix that later requests can read.
+    fn kv_for(&self, job: &Job, adapters: &[(Arc<Docked>, f32)]) -> Result<KvCache> {
+        let cfg = &self.ctx.engine.loaded.model.config;
+        let (total, kind, ledger) = (kv_positions(job), self.ctx.kv_type, &self.ctx.ledger);
+        let Some(index) = &self.ctx.prefixes else { return KvCache::reserved(cfg, total, kind, ledger) };
+        let ids: Vec<([u8; 32], f32)> = adapters
+            .iter()
+            .map(|(e, w)| match e.digest {
+                crate::store::Digest::Sha256(b) => (b, *w),
+            })
+            .collect();
+        let keys = block_keys(&context_key(&self.ctx.base_fingerprint, kind, &ids), &job.prompt);
+        if keys.is_empty() {
+            return KvCache::reserved(cfg, total, kind, ledger);
+        }
+        let found = index.lock().lookup(&keys);
+        if let Some((prefix, n)) = found {
+            return KvCache::over_prefix(cfg, total, kind, prefix, n, ledger);
+        }
+        let prefix = SharedPrefix::reserved(cfg, keys.len() * BLOCK, kind, ledger)?;
+        let kv = KvCache::over_prefix(cfg, total, kind, Arc::clone(&prefix), prefix.len(), ledger)?;
+        index.lock().insert(&keys, &prefix);
+        Ok(kv)
     }
 
     /// Bytes of KV pages a request reserves (see [`kv_positions`]).

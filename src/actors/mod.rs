@@ -185,6 +185,10 @@ pub(crate) struct DeviceCtx {
     pub engine: Arc<Engine>,
     pub store: Arc<Store>,
     pub kv_type: KvType,
+    /// Shared prompt prefixes on this device (`None`: prefix reuse is off).
+    pub prefixes: Option<Mutex<crate::kv::prefix::PrefixIndex>>,
+    /// What a shared prefix's key says about the base model.
+    pub base_fingerprint: [u8; 32],
     pub max_seqs: usize,
     pub threads: usize,
     pub pending_cap: usize,

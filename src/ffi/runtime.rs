@@ -399,6 +399,14 @@ pub struct loradock_stats {
     pub host_cache_bytes: u64,
     /// Bytes in the disk cache now.
     pub disk_cache_bytes: u64,
+    /// Prompt positions read from shared prefix pages instead of computed (since version 2).
+    pub prefix_hit_tokens: u64,
+    /// Prompt positions that could have been shared but were computed (since version 2).
+    pub prefix_miss_tokens: u64,
+    /// Shared prefixes alive now (since version 2).
+    pub prefix_shared_now: u64,
+    /// Their bytes, each counted once (since version 2).
+    pub prefix_shared_bytes: u64,
 }
 
 impl loradock_stats {
@@ -462,6 +470,10 @@ pub unsafe extern "C" fn loradock_runtime_stats(
             store_bytes_downloaded: s.store.bytes_downloaded,
             host_cache_bytes: s.store.ram_bytes,
             disk_cache_bytes: s.store.disk_bytes,
+            prefix_hit_tokens: s.prefix.hit_tokens,
+            prefix_miss_tokens: s.prefix.miss_tokens,
+            prefix_shared_now: s.prefix.shared_now,
+            prefix_shared_bytes: s.prefix.shared_bytes,
         };
         let n = (declared as usize).min(std::mem::size_of::<loradock_stats>());
         // SAFETY: `n` bytes are writable at `out` (the caller declared them) and readable

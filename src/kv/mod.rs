@@ -12,6 +12,8 @@ pub mod quant_view {
     pub use super::quant::{axpy_view, dot_q4, dot_q8, dot_view, fwht};
 }
 
+pub mod prefix;
+
 use crate::error::{Error, Result};
 use crate::model::LlamaConfig;
 
@@ -129,6 +131,9 @@ pub struct KvCache {
     v: Store,
     /// The ledger bytes this cache holds, when it was made under a budget.
     reservation: Option<crate::memory::Reservation>,
+    /// Positions `0..base` live in `prefix` (shared); this cache holds `base..capacity`.
+    base: usize,
+    prefix: Option<std::sync::Arc<prefix::SharedPrefix>>,
 }
 
 impl KvCache {
@@ -172,7 +177,51 @@ impl KvCache {
             k: Store::new(kind, heads_total, cfg.head_dim),
             v: Store::new(kind, heads_total, cfg.head_dim),
             reservation: None,
+            base: 0,
+            prefix: None,
         }
+    }
+
+    /// A cache for `capacity` positions whose first `base` are read from `prefix` (shared,
+    /// charged to the prefix) while `base..capacity` are held here, reserved on `ledger`.
+    /// With a ready prefix the cache starts with `base` positions filled (the caller computes
+    /// only the rest of the prompt); a prefix that is not ready is written by this cache during
+    /// its prefill, so `base` must then be its whole length.
+    pub fn over_prefix(
+        cfg: &LlamaConfig,
+        capacity: usize,
+        kind: KvType,
+        prefix: std::sync::Arc<prefix::SharedPrefix>,
+        base: usize,
+        ledger: &crate::memory::Ledger,
+    ) -> Result<KvCache> {
+        let ready = prefix.is_ready();
+        let pkind = prefix.cache().read().kind;
+        if base > prefix.len() || base > capacity || (!ready && base != prefix.len()) || pkind != kind {
+            return Err(Error::invalid(
+                "kv prefix",
+                format!(
+                    "{base} shared positions of a {} prefix ({pkind:?}, ready: {ready}) for a {kind:?} cache of {capacity}",
+                    prefix.len()
+                ),
+            ));
+        }
+        let mut kv = KvCache::reserved(cfg, capacity - base, kind, ledger)?;
+        kv.capacity = capacity;
+        kv.base = base;
+        kv.len = if ready { base } else { 0 };
+        kv.prefix = Some(prefix);
+        Ok(kv)
+    }
+
+    /// Positions read from a shared prefix (0 without one).
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The shared prefix's cache, locked for reading, when this cache has one.
+    pub fn prefix_read(&self) -> Option<parking_lot::RwLockReadGuard<'_, KvCache>> {
+        self.prefix.as_ref().map(|p| p.cache().read())
     }
 
     /// Element type.
@@ -185,9 +234,9 @@ impl KvCache {
         self.n_layers * self.n_heads * self.kind.head_bytes(self.head_dim) * 2
     }
 
-    /// Bytes held by this cache.
+    /// Bytes held by this cache (a shared prefix's bytes are the prefix's own).
     pub fn bytes(&self) -> usize {
-        self.bytes_per_position() * self.capacity
+        self.bytes_per_position() * (self.capacity - self.base)
     }
 
     /// Positions filled.
@@ -205,13 +254,21 @@ impl KvCache {
         self.capacity
     }
 
-    /// Forget everything (the memory is kept).
+    /// Forget everything (the memory is kept; a shared prefix is let go, and the capacity
+    /// becomes what this cache holds itself).
     pub fn clear(&mut self) {
+        if self.prefix.take().is_some() {
+            self.capacity -= self.base;
+            self.base = 0;
+        }
         self.len = 0;
     }
 
-    /// Drop positions from `len` on.
+    /// Drop positions from `len` on (cutting into a shared prefix clears the cache).
     pub fn truncate(&mut self, len: usize) {
+        if len < self.base {
+            self.clear();
+        }
         self.len = self.len.min(len);
     }
 
@@ -230,6 +287,11 @@ impl KvCache {
     pub fn advance(&mut self, n: usize) {
         assert!(self.len + n <= self.capacity, "KV cache overflow (check_room was not called)");
         self.len += n;
+        if let Some(p) = &self.prefix {
+            if self.len >= self.base && !p.is_ready() {
+                p.finish();
+            }
+        }
     }
 
     /// Width of one position's keys (kv heads × head dim).
@@ -237,10 +299,10 @@ impl KvCache {
         self.n_heads * self.head_dim
     }
 
-    /// Head slot of (layer, position, head 0).
+    /// Head slot of (layer, position, head 0) in this cache's own store (`pos ≥ base`).
     #[inline]
     fn slot(&self, layer: usize, pos: usize) -> usize {
-        (layer * self.capacity + pos) * self.n_heads
+        (layer * (self.capacity - self.base) + pos - self.base) * self.n_heads
     }
 
     /// True when heads are stored rotated by the normalized Hadamard transform (int8 and q4
@@ -252,8 +314,27 @@ impl KvCache {
             && self.head_dim <= 256
     }
 
-    /// Write key and value rows (`[rows][kv_dim]`) for `layer` at positions `pos..`.
+    /// Write key and value rows (`[rows][kv_dim]`) for `layer` at positions `pos..`. Rows
+    /// below `base` go to the shared prefix this cache is writing (a ready prefix is read-only:
+    /// such rows are dropped with an error logged, which the runtime never causes).
     pub fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let w = self.kv_dim();
+        let shared = self.base.saturating_sub(pos).min(k.len() / w.max(1));
+        if shared > 0 {
+            match &self.prefix {
+                Some(p) if !p.is_ready() => {
+                    p.cache().write().write(layer, pos, &k[..shared * w], &v[..shared * w])
+                }
+                _ => log::error!("KV write at {pos} into a shared prefix that is read-only; dropped"),
+            }
+        }
+        self.write_own(layer, pos + shared, &k[shared * w..], &v[shared * w..]);
+    }
+
+    fn write_own(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        if k.is_empty() {
+            return;
+        }
         let d = self.head_dim;
         let base = self.slot(layer, pos);
         let rotate = self.rotated();
@@ -276,7 +357,7 @@ impl KvCache {
     }
 
     fn view<'a>(&self, s: &'a Store, layer: usize, n: usize) -> LayerView<'a> {
-        let (h0, h1) = (self.slot(layer, 0), self.slot(layer, n));
+        let (h0, h1) = (self.slot(layer, self.base), self.slot(layer, n.max(self.base)));
         let d = self.head_dim;
         match s {
             Store::F32(v) => LayerView::F32(&v[h0 * d..h1 * d]),
@@ -289,12 +370,13 @@ impl KvCache {
         }
     }
 
-    /// Keys of `layer` for positions `0..n`.
+    /// Keys of `layer` for positions `base()..n` (those this cache holds; `0..n` without a
+    /// shared prefix — see [`KvCache::prefix_read`] for the rest).
     pub fn keys(&self, layer: usize, n: usize) -> LayerView<'_> {
         self.view(&self.k, layer, n)
     }
 
-    /// Values of `layer` for positions `0..n`.
+    /// Values of `layer` for positions `base()..n`, as [`KvCache::keys`].
     pub fn values(&self, layer: usize, n: usize) -> LayerView<'_> {
         self.view(&self.v, layer, n)
     }

@@ -401,8 +401,19 @@ impl LlamaModel {
                 let (si, pos) = rows[t];
                 let kv = &*seqs[si].kv;
                 let n_ctx = pos + 1;
+                // Positions below `base` live in a shared prefix (read under its lock), the
+                // rest in the sequence's own cache.
+                let shared = kv.prefix_read();
+                let base = kv.base().min(n_ctx);
                 let keys = kv.keys(li, n_ctx);
                 let vals = kv.values(li, n_ctx);
+                let pre = shared.as_ref().map(|p| (p.keys(li, base), p.values(li, base)));
+                let at = |j: usize| -> (&LayerView<'_>, &LayerView<'_>, usize) {
+                    match &pre {
+                        Some((pk, pv)) if j < base => (pk, pv, j),
+                        _ => (&keys, &vals, j - base),
+                    }
+                };
                 let kh = head / group;
                 let rotated = kv.rotated();
                 let mut qrot = [0.0f32; 256];
@@ -418,10 +429,11 @@ impl LlamaModel {
                 }
                 let mut max = f32::NEG_INFINITY;
                 for (j, s) in sc[..n_ctx].iter_mut().enumerate() {
-                    let slot = j * nkvh + kh;
-                    *s = match keys {
+                    let (kview, _, local) = at(j);
+                    let slot = local * nkvh + kh;
+                    *s = match kview {
                         LayerView::F32(k) => (kern.dot_f32)(qv, &k[slot * hd..(slot + 1) * hd]),
-                        _ => dot_view(&keys, slot, qv, hd),
+                        _ => dot_view(kview, slot, qv, hd),
                     } * scale;
                     max = max.max(*s);
                 }
@@ -437,7 +449,8 @@ impl LlamaModel {
                 o.fill(0.0);
                 for (j, s) in sc[..n_ctx].iter().enumerate() {
                     let p = s * inv;
-                    axpy_view(&vals, j * nkvh + kh, p, o, hd);
+                    let (_, vview, local) = at(j);
+                    axpy_view(vview, local * nkvh + kh, p, o, hd);
                 }
                 if rotated {
                     fwht(o);

@@ -45,6 +45,9 @@ pub struct RuntimeConfig {
     pub budget_bytes: u64,
     /// Element type of KV pages.
     pub kv_type: KvType,
+    /// Share the KV pages of prompt prefixes between running requests with the same base,
+    /// the same adapters (by content) and weights, and the same tokens (see `kv::prefix`).
+    pub prefix_reuse: bool,
     /// Most sequences decoding at once (rows of the running batch).
     pub max_seqs: usize,
     /// Most positions (prompt + generated) of one request.
@@ -81,6 +84,7 @@ impl RuntimeConfig {
             threads: 0,
             budget_bytes: 4 << 30,
             kv_type: KvType::F16,
+            prefix_reuse: true,
             max_seqs: 16,
             max_context: 4096,
             submit_queue: 256,

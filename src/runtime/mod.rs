@@ -43,7 +43,7 @@ use ractor::{Actor, ActorRef};
 pub use config::{RestartPolicy, RuntimeConfig};
 pub use faults::{Component, Faults};
 pub use request::{AdapterRef, Input, Policy, Request};
-pub use stats::Stats;
+pub use stats::{PrefixStats, Stats};
 pub use stream::{ErrorKind, Event, Next, Stream, Usage};
 
 use crate::actors::job::{AdapterSpec, Job};
@@ -67,6 +67,19 @@ struct Registered {
 }
 
 static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
+
+/// What identifies the base model in shared-prefix keys: its configuration, weight bytes and
+/// the bytes of its first embedding rows (one runtime serves one base; this keeps keys from two
+/// bases apart should an index ever be shared).
+fn base_fingerprint(m: &crate::model::LlamaModel) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", m.config).as_bytes());
+    h.update((m.weight_bytes() as u64).to_le_bytes());
+    let b = m.embed.bytes();
+    h.update(&b[..b.len().min(1 << 16)]);
+    h.finalize().into()
+}
 
 /// A running loradock node (see the module docs).
 pub struct Runtime {
@@ -143,6 +156,8 @@ impl Runtime {
             engine: Arc::clone(&engine),
             store: Arc::clone(&store),
             kv_type: cfg.kv_type,
+            prefixes: cfg.prefix_reuse.then(|| Mutex::new(crate::kv::prefix::PrefixIndex::new())),
+            base_fingerprint: base_fingerprint(&engine.loaded.model),
             max_seqs: cfg.max_seqs,
             threads: cfg.threads,
             pending_cap: cfg.pending_queue,
@@ -416,6 +431,16 @@ impl Runtime {
             restarts: get(&m.restarts),
             device: self.device.ledger.stats(),
             kv_bytes_per_token: crate::kv::KvCache::bytes_for(cfg, 1, self.cfg.kv_type),
+            prefix: self.device.prefixes.as_ref().map_or_else(PrefixStats::default, |p| {
+                let p = p.lock();
+                let (live, bytes) = p.live();
+                PrefixStats {
+                    hit_tokens: p.hit_tokens(),
+                    miss_tokens: p.miss_tokens(),
+                    shared_now: live as u64,
+                    shared_bytes: bytes,
+                }
+            }),
             store: self.store.stats(),
             host_budget_bytes: self.cfg.store.ram_budget_bytes,
         }

@@ -9,6 +9,20 @@ use crate::generate::FinishReason;
 use crate::memory::LedgerStats;
 use crate::store::StoreStats;
 
+/// Prefix reuse figures (all zero when it is off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixStats {
+    /// Prompt positions whose KV was read from a shared prefix instead of computed.
+    pub hit_tokens: u64,
+    /// Prompt positions that could have been shared (whole pages before the last token) but
+    /// were computed: no running request had them under the same base, adapters and weights.
+    pub miss_tokens: u64,
+    /// Shared prefixes alive now (held by running requests).
+    pub shared_now: u64,
+    /// Their bytes, each counted once (they are in the ledger's KV pages once).
+    pub shared_bytes: u64,
+}
+
 /// Live counters of one runtime. Every field is monotonic unless its doc says "now".
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -132,6 +146,8 @@ pub struct Stats {
     pub device: LedgerStats,
     /// KV bytes per cached position (all layers, keys and values).
     pub kv_bytes_per_token: u64,
+    /// Prefix reuse: prompt positions served from shared KV pages, and shared pages now.
+    pub prefix: PrefixStats,
     /// The store: fetches, cache hits, bytes in the host-RAM and disk caches.
     pub store: StoreStats,
     /// The store's host-RAM budget.

@@ -42,6 +42,7 @@ fn rows_joining_mid_flight_match_their_solo_runs() {
             adapters: ad.clone(),
             params: params(*n),
             kv: KvCache::reserved(&m.config, 64, KvType::F32, &ledger).unwrap(),
+            cached: 0,
         })
         .collect();
     pending.reverse();
@@ -77,10 +78,15 @@ fn cancel_full_batch_and_bad_requests() {
     let mut c = Compute::new(2);
     let kv = || KvCache::new(&m.config, 32);
     let mut bt: Batcher<'_, '_, &LoraAdapter> = Batcher::new(&m, None, 2);
-    let a =
-        bt.admit(Request { prompt: vec![1, 2, 3], adapters: vec![], params: params(50), kv: kv() }).unwrap();
-    let _b = bt.admit(Request { prompt: vec![4, 5], adapters: vec![], params: params(3), kv: kv() }).unwrap();
-    let e = bt.admit(Request { prompt: vec![1], adapters: vec![], params: params(1), kv: kv() }).unwrap_err();
+    let a = bt
+        .admit(Request { prompt: vec![1, 2, 3], adapters: vec![], params: params(50), kv: kv(), cached: 0 })
+        .unwrap();
+    let _b = bt
+        .admit(Request { prompt: vec![4, 5], adapters: vec![], params: params(3), kv: kv(), cached: 0 })
+        .unwrap();
+    let e = bt
+        .admit(Request { prompt: vec![1], adapters: vec![], params: params(1), kv: kv(), cached: 0 })
+        .unwrap_err();
     assert!(e.to_string().contains("busy"), "{e}");
     let mut done = Vec::new();
     bt.step(&mut c, &mut |ev| {
@@ -106,10 +112,13 @@ fn cancel_full_batch_and_bad_requests() {
     assert_eq!(done.len(), 2, "exactly one Done per row: {done:?}");
     assert!(done.contains(&(a, FinishReason::Cancelled)));
     // Bad requests are refused without joining.
-    let e = bt.admit(Request { prompt: vec![], adapters: vec![], params: params(1), kv: kv() }).unwrap_err();
+    let e = bt
+        .admit(Request { prompt: vec![], adapters: vec![], params: params(1), kv: kv(), cached: 0 })
+        .unwrap_err();
     assert!(e.to_string().contains("no tokens"), "{e}");
-    let e =
-        bt.admit(Request { prompt: vec![1; 40], adapters: vec![], params: params(1), kv: kv() }).unwrap_err();
+    let e = bt
+        .admit(Request { prompt: vec![1; 40], adapters: vec![], params: params(1), kv: kv(), cached: 0 })
+        .unwrap_err();
     assert!(e.to_string().contains("context"), "{e}");
     assert!(bt.is_empty());
 }

@@ -11,6 +11,7 @@ mod formats;
 mod gguf;
 mod mixed;
 mod parity;
+mod prefix;
 mod runtime;
 mod smollm2;
 mod store;

@@ -17,12 +17,12 @@ use crate::common::{self, TempDir};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn adapters_dir() -> PathBuf {
+pub(crate) fn adapters_dir() -> PathBuf {
     common::tiny().join("adapters")
 }
 
 /// A runtime on the tiny model with the fixture adapters under its roots.
-fn config(cache: &TempDir) -> RuntimeConfig {
+pub(crate) fn config(cache: &TempDir) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::new(common::tiny().join("model"), cache.0.join("cache"));
     cfg.threads = 1;
     cfg.budget_bytes = 64 << 20;
@@ -35,16 +35,16 @@ fn digest(dir: &Path) -> Digest {
     Digest::of_path(dir).expect("digest")
 }
 
-fn register(rt: &Runtime, name: &str, dir: &Path, policy: Policy) {
+pub(crate) fn register(rt: &Runtime, name: &str, dir: &Path, policy: Policy) {
     rt.register_adapter(name, dir.to_str().unwrap(), Some(digest(dir)), policy).expect("register");
 }
 
 /// Every event of a stream; panics when one does not come within `WAIT`.
-fn events(mut s: loradock::runtime::Stream) -> Vec<Event> {
+pub(crate) fn events(mut s: loradock::runtime::Stream) -> Vec<Event> {
     s.collect(WAIT).expect("the stream ended in time")
 }
 
-fn text_and_end(evs: &[Event]) -> (String, Event) {
+pub(crate) fn text_and_end(evs: &[Event]) -> (String, Event) {
     let text = evs
         .iter()
         .filter_map(|e| match e {
@@ -59,7 +59,7 @@ fn text_and_end(evs: &[Event]) -> (String, Event) {
 }
 
 /// Wait until `f(stats)` holds (asynchronous undocks and releases), or fail with the stats.
-fn settle(rt: &Runtime, what: &str, f: impl Fn(&Stats) -> bool) -> Stats {
+pub(crate) fn settle(rt: &Runtime, what: &str, f: impl Fn(&Stats) -> bool) -> Stats {
     let t0 = Instant::now();
     loop {
         let s = rt.stats();
@@ -75,7 +75,7 @@ fn baseline(rt: &Runtime) -> u64 {
     rt.stats().device.by_category[0]
 }
 
-fn at_baseline(rt: &Runtime) -> Stats {
+pub(crate) fn at_baseline(rt: &Runtime) -> Stats {
     let base = baseline(rt);
     settle(rt, "ledger back to its baseline", |s| {
         s.device.used_bytes == base && s.adapters_docked == 0 && s.running == 0 && s.pending_queue_depth == 0
@@ -83,7 +83,7 @@ fn at_baseline(rt: &Runtime) -> Stats {
 }
 
 /// The engine's own greedy text for `prompt` with `adapter` (reference for the runtime).
-fn direct(prompt: &str, adapter: Option<&str>, max_tokens: usize) -> String {
+pub(crate) fn direct(prompt: &str, adapter: Option<&str>, max_tokens: usize) -> String {
     let e = loradock::engine::Engine::load(&common::tiny().join("model"), &Default::default()).unwrap();
     let m = &e.loaded.model;
     let tok = e.tokenizer.as_ref().unwrap();
@@ -96,7 +96,7 @@ fn direct(prompt: &str, adapter: Option<&str>, max_tokens: usize) -> String {
     generate(m, &mut c, Some(tok), &mut kv, &ids, &list, &p, &mut |_| {}).unwrap().text
 }
 
-fn req(prompt: &str, adapters: &[(&str, f32)], max_tokens: usize) -> Request {
+pub(crate) fn req(prompt: &str, adapters: &[(&str, f32)], max_tokens: usize) -> Request {
     let mut r = Request::prompt(prompt).max_tokens(max_tokens);
     r.params.ignore_eos = true;
     for (n, w) in adapters {
@@ -143,7 +143,7 @@ fn error_of(evs: &[Event]) -> (ErrorKind, String) {
     }
 }
 
-fn done_ok(s: loradock::runtime::Stream) -> String {
+pub(crate) fn done_ok(s: loradock::runtime::Stream) -> String {
     let evs = events(s);
     let (text, end) = text_and_end(&evs);
     assert!(matches!(end, Event::Done { .. }), "{end:?}");
