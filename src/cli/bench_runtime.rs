@@ -6,7 +6,10 @@
 //!   page cache, the store's RAM cache off) against the same without an adapter, beside the
 //!   raw read time of the adapter's files;
 //! - `scale`: throughput under one request load with 1, 10, 100, 1000… registered adapters
-//!   (S-LoRA's experiment at CPU scale).
+//!   (S-LoRA's experiment at CPU scale);
+//! - `prefix`: requests that share a long prompt prefix (a system prompt) under one adapter,
+//!   with prefix reuse on and then off: time to first token, prompt positions computed, KV
+//!   high-water mark.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +32,8 @@ pub enum RuntimeBenchMode {
     ColdDock,
     /// Throughput with more and more registered adapters.
     Scale,
+    /// Requests sharing a prompt prefix, with prefix reuse on and off.
+    Prefix,
 }
 
 /// `runtime-bench` flags.
@@ -64,6 +69,12 @@ pub struct RuntimeBenchArgs {
     /// Registered adapter counts for `scale`.
     #[arg(long, default_value = "1,10,100,1000")]
     pub scale: String,
+    /// Milliseconds between request arrivals (`prefix`: an open loop).
+    #[arg(long, default_value_t = 500)]
+    pub interval_ms: u64,
+    /// Tokens of the shared prompt prefix (`prefix`).
+    #[arg(long, default_value_t = 256)]
+    pub prefix_tokens: usize,
     /// Where adapters and caches are written (default: a fresh temp dir, removed after).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -306,6 +317,72 @@ fn scale(a: &RuntimeBenchArgs, work: &Path) -> Result<()> {
     Ok(())
 }
 
+fn prefix(a: &RuntimeBenchArgs, work: &Path) -> Result<()> {
+    let dirs = write_adapters(&a.model, &work.join("adapters"), 1, a.rank)?;
+    let vocab = crate::engine::Engine::load(&a.model, &Default::default())?.loaded.model.config.vocab_size;
+    let id = |i: usize| (256 + (i * 7919) % (vocab - 512)) as u32;
+    let system: Vec<u32> = (0..a.prefix_tokens).map(id).collect();
+    println!(
+        "requests: {} (one every {} ms)  max rows: {}  shared prefix: {} tokens + 8 own  max_tokens: {}  adapter: rank {} q/v",
+        a.cycles, a.interval_ms, a.concurrency, a.prefix_tokens, a.max_tokens, a.rank
+    );
+    for reuse in [true, false] {
+        let mut cfg = RuntimeConfig::new(&a.model, work.join(format!("cache-prefix-{reuse}")));
+        cfg.threads = a.threads;
+        cfg.budget_bytes = a.budget_mib << 20;
+        cfg.max_seqs = a.concurrency.max(1);
+        cfg.max_context = a.prefix_tokens + 8 + a.max_tokens + 16;
+        cfg.prefix_reuse = reuse;
+        cfg.store.roots = vec![work.join("adapters")];
+        let rt = Runtime::new(cfg)?;
+        rt.register_adapter("a0", &dirs[0].0.display().to_string(), Some(dirs[0].1), Policy::KeepWarm)?;
+        let request = |i: usize| {
+            let mut tokens = system.clone();
+            tokens.extend((0..8).map(|j| id(100_000 + i * 8 + j)));
+            let mut r = Request::prompt("").with_adapter("a0", 1.0).max_tokens(a.max_tokens);
+            r.input = crate::runtime::Input::Tokens(tokens);
+            r.params.ignore_eos = true;
+            r
+        };
+        drain(rt.submit(request(usize::MAX / 16))?, Instant::now())?; // warm-up: docks the adapter
+        let kv0 = rt.stats().device.high_water_bytes;
+        // Open loop: a request every `interval_ms`, whatever is running (a closed loop of
+        // identical requests runs in lockstep, so none would ever overlap another's prefix).
+        let t0 = Instant::now();
+        let mut readers = Vec::new();
+        for i in 0..a.cycles {
+            let at = Duration::from_millis(a.interval_ms * i as u64);
+            if let Some(wait) = at.checked_sub(t0.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let (s, t) = (rt.submit(request(i))?, Instant::now());
+            readers.push(std::thread::spawn(move || drain(s, t).map(|r| r.1)));
+        }
+        let mut ttft = Vec::new();
+        for r in readers {
+            ttft.push(r.join().map_err(|_| Error::invalid("runtime-bench", "a reader thread panicked"))??);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let s = rt.stats();
+        let computed = a.cycles * (a.prefix_tokens + 8) - s.prefix.hit_tokens as usize;
+        println!(
+            "prefix reuse {:<3}: {:>7.2} s  {:>6.1} requests/s  first token p50 {:>8.1} ms p90 {:>8.1} ms  \
+             prompt positions computed {:>7} (read from shared pages {:>7})  high water {:.1} MiB (before {:.1})",
+            if reuse { "on" } else { "off" },
+            secs,
+            a.cycles as f64 / secs,
+            pct(&mut ttft.clone(), 0.5),
+            pct(&mut ttft, 0.9),
+            computed,
+            s.prefix.hit_tokens,
+            s.device.high_water_bytes as f64 / (1u64 << 20) as f64,
+            kv0 as f64 / (1u64 << 20) as f64,
+        );
+        rt.shutdown();
+    }
+    Ok(())
+}
+
 /// Run `runtime-bench`.
 pub(crate) fn bench_runtime(a: &RuntimeBenchArgs) -> Result<()> {
     let scratch = WorkDir::new(a.work_dir.as_deref(), "runtime-bench")?;
@@ -320,5 +397,6 @@ pub(crate) fn bench_runtime(a: &RuntimeBenchArgs) -> Result<()> {
         RuntimeBenchMode::Churn => churn(a, &work),
         RuntimeBenchMode::ColdDock => cold_dock(a, &work),
         RuntimeBenchMode::Scale => scale(a, &work),
+        RuntimeBenchMode::Prefix => prefix(a, &work),
     }
 }

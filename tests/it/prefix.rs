@@ -66,7 +66,8 @@ fn a_cache_over_a_shared_prefix_gives_the_same_logits_as_computing_it() {
     }
     // Bad combinations are refused with their reason.
     let p = SharedPrefix::reserved(&m.config, BLOCK, KvType::F16, &ledger).unwrap();
-    let e = KvCache::over_prefix(&m.config, 64, KvType::F16, p.clone(), 3, &ledger).err().unwrap().to_string();
+    let e =
+        KvCache::over_prefix(&m.config, 64, KvType::F16, p.clone(), 3, &ledger).err().unwrap().to_string();
     assert!(e.contains("ready: false"), "{e}");
     let e = KvCache::over_prefix(&m.config, 64, KvType::Int8, p, BLOCK, &ledger).err().unwrap().to_string();
     assert!(e.contains("F16") && e.contains("Int8"), "{e}");
