@@ -16,6 +16,12 @@ pub type DotQ = fn(&[u8], &[BlockQ8]) -> f32;
 /// activation blocks, token-major with `blocks` per token; `out[t]` receives token `t`'s dot.
 pub type DotQx4 = fn(&[u8], &[BlockQ8], usize, &mut [f32]);
 
+/// Dots of up to 4 consecutive block-quantized rows (`rows` holds them, `row_bytes` apart)
+/// with one token's activation blocks: `out[r]` receives row `r`'s dot. Rows interleaved in
+/// one pass keep several independent accumulator chains busy and load each activation block
+/// once (the batch-1 decode path).
+pub type DotQRows = fn(&[u8], usize, &[BlockQ8], &mut [f32]);
+
 /// The kernels a CPU engine uses.
 #[derive(Clone, Copy)]
 pub struct Kernels {
@@ -39,6 +45,12 @@ pub struct Kernels {
     pub dot_q4_0_x4: DotQx4,
     /// Q4_1 row · up to 8 tokens.
     pub dot_q4_1_x4: DotQx4,
+    /// Up to 4 Q8_0 rows · one token.
+    pub dot_q8_0_rows: DotQRows,
+    /// Up to 4 Q4_0 rows · one token.
+    pub dot_q4_0_rows: DotQRows,
+    /// Up to 4 Q4_1 rows · one token.
+    pub dot_q4_1_rows: DotQRows,
 }
 
 impl Kernels {
@@ -67,7 +79,17 @@ impl Kernels {
             dot_q8_0_x4: |r, x, b, o| each_token(dot_q8_0_scalar, r, x, b, o),
             dot_q4_0_x4: |r, x, b, o| each_token(dot_q4_0_scalar, r, x, b, o),
             dot_q4_1_x4: |r, x, b, o| each_token(dot_q4_1_scalar, r, x, b, o),
+            dot_q8_0_rows: |r, rb, x, o| each_row(dot_q8_0_scalar, r, rb, x, o),
+            dot_q4_0_rows: |r, rb, x, o| each_row(dot_q4_0_scalar, r, rb, x, o),
+            dot_q4_1_rows: |r, rb, x, o| each_row(dot_q4_1_scalar, r, rb, x, o),
         }
+    }
+}
+
+/// A multi-row dot made of one single-row dot per row.
+pub(super) fn each_row(dot: DotQ, rows: &[u8], row_bytes: usize, x: &[BlockQ8], out: &mut [f32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = dot(&rows[r * row_bytes..(r + 1) * row_bytes], x);
     }
 }
 
@@ -167,6 +189,35 @@ mod tests {
                 let mut b4 = vec![BlockQ8::default(); blocks];
                 quantize_q8_blocks(&vals(n, 10 + t), &mut b4);
                 xs.extend(b4);
+            }
+            // Up to 4 rows at once equal the one-row dots (rows of one type, `rb` apart).
+            for (row, single, rows_dot) in [
+                (&q8, k.dot_q8_0, k.dot_q8_0_rows),
+                (&q4, k.dot_q4_0, k.dot_q4_0_rows),
+                (&q41, k.dot_q4_1, k.dot_q4_1_rows),
+            ] {
+                let rb = row.len();
+                let four: Vec<u8> = (0..4u8)
+                    .flat_map(|i| {
+                        // Distinct rows: every quant byte shifted (scales kept).
+                        let mut r = row.clone();
+                        let hdr = rb / blocks - 32 / if rb / blocks == 34 { 1 } else { 2 };
+                        for (j, b) in r.iter_mut().enumerate() {
+                            if j % (rb / blocks) >= hdr {
+                                *b = b.wrapping_add(i.wrapping_mul(37));
+                            }
+                        }
+                        r
+                    })
+                    .collect();
+                for m in 1..=4 {
+                    let mut out = vec![0.0; m];
+                    rows_dot(&four, rb, &xs[..blocks], &mut out);
+                    for (r, o) in out.iter().enumerate() {
+                        let want = single(&four[r * rb..(r + 1) * rb], &xs[..blocks]);
+                        assert!(rel(*o, want) < 1e-5, "{m} rows, row {r}: {o} vs {want}");
+                    }
+                }
             }
             for (row, single, multi) in [
                 (&q8, k.dot_q8_0, k.dot_q8_0_x4),

@@ -118,19 +118,29 @@ fn rows_product(
             }
         }
         DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
-            let (dot, dot4) = match w.dtype() {
-                DType::Q8_0 => (k.dot_q8_0, k.dot_q8_0_x4),
-                DType::Q4_0 => (k.dot_q4_0, k.dot_q4_0_x4),
-                _ => (k.dot_q4_1, k.dot_q4_1_x4),
+            let (dot_rows, dot4) = match w.dtype() {
+                DType::Q8_0 => (k.dot_q8_0_rows, k.dot_q8_0_x4),
+                DType::Q4_0 => (k.dot_q4_0_rows, k.dot_q4_0_x4),
+                _ => (k.dot_q4_1_rows, k.dot_q4_1_x4),
             };
             let blocks = cols / QK;
+            if n == 1 {
+                // One token (batch-1 decode): four rows per pass.
+                let rb = w.row_bytes();
+                let bytes = w.bytes();
+                let mut out4 = [0.0f32; 4];
+                for r0 in rows.clone().step_by(4) {
+                    let m = (rows.end - r0).min(4);
+                    dot_rows(&bytes[r0 * rb..(r0 + m) * rb], rb, &xq[..blocks], &mut out4[..m]);
+                    for (i, v) in out4[..m].iter().enumerate() {
+                        put(0, r0 + i, *v);
+                    }
+                }
+                return;
+            }
             let mut tile = [0.0f32; TILE_TOKENS];
             for r in rows {
                 let wr = w.row(r);
-                if n == 1 {
-                    put(0, r, dot(wr, &xq[..blocks]));
-                    continue;
-                }
                 // Several tokens: each weight block is unpacked once per tile of tokens.
                 for t0 in (0..n).step_by(TILE_TOKENS) {
                     let tn = TILE_TOKENS.min(n - t0);

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kernels::Kernels;
+use super::kernels::{each_row, Kernels};
 use crate::tensor::quant::BlockQ8;
 
 /// The best x86 kernels for this CPU: AVX2 (+FMA, F16C), with the 8-bit dot products on
@@ -28,6 +28,9 @@ pub(super) fn kernels() -> Option<Kernels> {
             dot_q8_0_x4: dot_q8_0_x4_vnni,
             dot_q4_0_x4: dot_q4_0_x4_vnni,
             dot_q4_1_x4: dot_q4_1_x4_vnni,
+            dot_q8_0_rows: dot_q8_0_rows_vnni,
+            dot_q4_0_rows: dot_q4_0_rows_vnni,
+            dot_q4_1_rows: dot_q4_1_rows_vnni,
         });
     }
     Some(Kernels {
@@ -41,6 +44,9 @@ pub(super) fn kernels() -> Option<Kernels> {
         dot_q8_0_x4: tile_by_rows::<34>,
         dot_q4_0_x4: tile_by_rows::<18>,
         dot_q4_1_x4: tile_by_rows::<20>,
+        dot_q8_0_rows: |r, rb, x, o| each_row(dot_q8_0, r, rb, x, o),
+        dot_q4_0_rows: |r, rb, x, o| each_row(dot_q4_0, r, rb, x, o),
+        dot_q4_1_rows: |r, rb, x, o| each_row(dot_q4_1, r, rb, x, o),
     })
 }
 
@@ -70,6 +76,18 @@ fn dot_q4_0_vnni(row: &[u8], x: &[BlockQ8]) -> f32 {
 fn dot_q4_1_vnni(row: &[u8], x: &[BlockQ8]) -> f32 {
     // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
     unsafe { vnni::dot_q4_1(row, x) }
+}
+fn dot_q8_0_rows_vnni(rows: &[u8], row_bytes: usize, x: &[BlockQ8], out: &mut [f32]) {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q8_0_rows(rows, row_bytes, x, out) }
+}
+fn dot_q4_0_rows_vnni(rows: &[u8], row_bytes: usize, x: &[BlockQ8], out: &mut [f32]) {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q4_0_rows(rows, row_bytes, x, out) }
+}
+fn dot_q4_1_rows_vnni(rows: &[u8], row_bytes: usize, x: &[BlockQ8], out: &mut [f32]) {
+    // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
+    unsafe { vnni::dot_q4_1_rows(rows, row_bytes, x, out) }
 }
 fn dot_q8_0_x4_vnni(row: &[u8], x: &[BlockQ8], blocks: usize, out: &mut [f32]) {
     // SAFETY: AVX2/FMA/F16C/AVX512-VNNI/AVX512-VL presence was checked in `kernels()`.
@@ -387,6 +405,73 @@ mod vnni {
             }
         };
     }
+    /// R rows (`row_bytes` apart) · one token, interleaved block by block: R independent
+    /// accumulator chains, each activation block loaded once. `BB` is the block's bytes; `body`
+    /// turns (weight block pointer, activation block, activation vector) into (scaled dot
+    /// vector contribution, scalar term).
+    macro_rules! rows_kernel {
+        ($name:ident, $bb:expr, |$b:ident, $xb:ident, $xv:ident| $body:block) => {
+            #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+            unsafe fn $name<const R: usize>(rows: &[u8], row_bytes: usize, x: &[BlockQ8], out: &mut [f32]) {
+                let blocks = x.len();
+                assert!(
+                    row_bytes >= blocks * $bb
+                        && rows.len() >= (R - 1) * row_bytes + blocks * $bb
+                        && out.len() >= R
+                );
+                let (pw, px) = (rows.as_ptr(), x.as_ptr());
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut extra = [0.0f32; R];
+                for i in 0..blocks {
+                    let $xb = &*px.add(i);
+                    let $xv = _mm256_loadu_si256($xb.qs.as_ptr() as *const __m256i);
+                    for r in 0..R {
+                        let $b = pw.add(r * row_bytes + i * $bb);
+                        let (scale, v, e): (f32, __m256i, f32) = $body;
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(v), acc[r]);
+                        extra[r] += e;
+                    }
+                }
+                for r in 0..R {
+                    out[r] = hsum(acc[r]) + extra[r];
+                }
+            }
+        };
+    }
+    rows_kernel!(q8_0_rows, 34, |b, xb, xv| {
+        let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+        let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
+        (f16x1(b) * xb.d, s, 0.0)
+    });
+    rows_kernel!(q4_0_rows, 18, |b, xb, xv| {
+        let dw = f16x1(b);
+        let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles(b.add(2)), xv);
+        (dw * xb.d, s, -8.0 * dw * xb.s)
+    });
+    rows_kernel!(q4_1_rows, 20, |b, xb, xv| {
+        let (dw, m) = f16x2(b);
+        let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles(b.add(4)), xv);
+        (dw * xb.d, s, m * xb.s)
+    });
+
+    macro_rules! rows_dispatch {
+        ($pub_name:ident, $kernel:ident) => {
+            #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+            pub(super) unsafe fn $pub_name(rows: &[u8], row_bytes: usize, x: &[BlockQ8], out: &mut [f32]) {
+                match out.len() {
+                    0 => {}
+                    1 => $kernel::<1>(rows, row_bytes, x, out),
+                    2 => $kernel::<2>(rows, row_bytes, x, out),
+                    3 => $kernel::<3>(rows, row_bytes, x, out),
+                    _ => $kernel::<4>(rows, row_bytes, x, out),
+                }
+            }
+        };
+    }
+    rows_dispatch!(dot_q8_0_rows, q8_0_rows);
+    rows_dispatch!(dot_q4_0_rows, q4_0_rows);
+    rows_dispatch!(dot_q4_1_rows, q4_1_rows);
+
     tiles!(dot_q8_0, dot_q8_0_x4, q8_0_tile);
     tiles!(dot_q4_0, dot_q4_0_x4, q4_0_tile);
     tiles!(dot_q4_1, dot_q4_1_x4, q4_1_tile);
