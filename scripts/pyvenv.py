@@ -28,6 +28,30 @@ LLAMACPP_PINS = [
     "gguf==0.19.0",
     "safetensors==0.8.0",
 ]
+def llamacpp_cmake_args():
+    """CMAKE_ARGS for building llama-cpp-python here, or None for its default (native) build.
+
+    On a CPU with AMX (Sapphire Rapids and later) ggml's native build compiles its AMX matrix
+    path in, but AMX tiles need the kernel's permission (arch_prctl XTILEDATA), which sandboxed
+    hosts here do not give: llama.cpp then dies with SIGSEGV in ggml_backend_amx_mul_mat on its
+    first product (seen 2026-12-02). There the ISA is named instead of "native": AVX2/FMA/F16C
+    and the AVX-512 parts this CPU has, without AMX.
+    """
+    try:
+        flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return None
+    if "amx_tile" not in flags:
+        return None
+    args = ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON",
+            "-DGGML_BMI2=ON"]
+    for flag, opt in [("avx512f", "AVX512"), ("avx512_vnni", "AVX512_VNNI"), ("avx512vbmi", "AVX512_VBMI"),
+                      ("avx512_bf16", "AVX512_BF16")]:
+        if flag in flags:
+            args.append(f"-DGGML_{opt}=ON")
+    args += ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    return " ".join(args)
+
 
 
 def venv_path(name):
@@ -42,12 +66,15 @@ def inside(name):
     return os.path.realpath(sys.prefix) == os.path.realpath(venv_path(name))
 
 
-def ensure_venv(name, pins, log=lambda m: print(m, file=sys.stderr, flush=True)):
-    """Create REPO/name with `pins` installed (once; a stamp file records the pins)."""
+def ensure_venv(name, pins, log=lambda m: print(m, file=sys.stderr, flush=True), cmake_args=None):
+    """Create REPO/name with `pins` installed (once; a stamp file records the pins and the
+    CMAKE_ARGS of packages built from source)."""
+    if cmake_args is None and name == ".venv-llamacpp":
+        cmake_args = llamacpp_cmake_args()
     path = venv_path(name)
     py = venv_python(name)
     stamp = os.path.join(path, ".loradock-pins")
-    want = "\n".join(pins) + "\n"
+    want = "\n".join(pins + ([f"CMAKE_ARGS={cmake_args}"] if cmake_args else [])) + "\n"
     if os.path.exists(stamp) and open(stamp).read() == want and os.path.exists(py):
         return py
     if not os.path.exists(py):
@@ -57,7 +84,12 @@ def ensure_venv(name, pins, log=lambda m: print(m, file=sys.stderr, flush=True))
     log(f"[pyvenv] installing into {name}: {' '.join(pins)} (may take minutes)")
     env = dict(os.environ)
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
-    subprocess.check_call([py, "-m", "pip", "install", *pins], env=env)
+    extra = []
+    if cmake_args:
+        # A wheel built earlier with other flags must not come back from pip's cache.
+        env["CMAKE_ARGS"] = cmake_args
+        extra = ["--no-cache-dir", "--force-reinstall"]
+    subprocess.check_call([py, "-m", "pip", "install", *extra, *pins], env=env)
     with open(stamp, "w") as f:
         f.write(want)
     return py
