@@ -241,21 +241,11 @@ mod tests {
         let v = values(rows, cols, 7);
         let bytes: Vec<u8> = match dtype {
             DType::F32 => return QMatrix::from_f32(rows, cols, &v),
-            DType::Q8_0 | DType::Q4_0 => return QMatrix::from_f32(rows, cols, &v).quantize(dtype).unwrap(),
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+                return QMatrix::from_f32(rows, cols, &v).quantize(dtype).unwrap()
+            }
             DType::F16 => v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect(),
             DType::BF16 => v.iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect(),
-            DType::Q4_1 => v
-                .chunks_exact(QK)
-                .flat_map(|b| {
-                    let (lo, hi) = b.iter().fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
-                    let d = (hi - lo) / 15.0;
-                    let q = |x: f32| ((x - lo) / d).round().clamp(0.0, 15.0) as u8;
-                    let mut out = f16::from_f32(d).to_le_bytes().to_vec();
-                    out.extend(f16::from_f32(lo).to_le_bytes());
-                    out.extend((0..16).map(|j| q(b[j]) | (q(b[j + 16]) << 4)));
-                    out
-                })
-                .collect(),
             DType::Q4K => (0..rows * cols / 256)
                 .flat_map(|i| {
                     let mut out = f16::from_f32(0.01).to_le_bytes().to_vec();

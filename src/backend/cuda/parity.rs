@@ -62,22 +62,6 @@ fn up(dev: &CudaDevice, v: &[f32]) -> DeviceBuffer<f32> {
     dev.upload(Category::Scratch, v).unwrap()
 }
 
-fn q41(rows: usize, cols: usize, v: &[f32]) -> QMatrix {
-    let bytes: Vec<u8> = v
-        .chunks_exact(32)
-        .flat_map(|b| {
-            let (lo, hi) = b.iter().fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
-            let d = (hi - lo) / 15.0;
-            let q = |x: f32| ((x - lo) / d).round().clamp(0.0, 15.0) as u8;
-            let mut out = f16::from_f32(d).to_le_bytes().to_vec();
-            out.extend(f16::from_f32(lo).to_le_bytes());
-            out.extend((0..16).map(|j| q(b[j]) | (q(b[j + 16]) << 4)));
-            out
-        })
-        .collect();
-    QMatrix::new(DType::Q4_1, rows, cols, crate::tensor::storage::Storage::from_bytes(&bytes), "w").unwrap()
-}
-
 #[test]
 fn matvec_every_weight_type_and_token_count() {
     let Some(dev) = gpu() else { return };
@@ -92,7 +76,7 @@ fn matvec_every_weight_type_and_token_count() {
         ("bf16", QMatrix::new(DType::BF16, rows, cols, st(&bf16b), "w").unwrap()),
         ("q8_0", f32m.quantize(DType::Q8_0).unwrap()),
         ("q4_0", f32m.quantize(DType::Q4_0).unwrap()),
-        ("q4_1", q41(rows, cols, &v)),
+        ("q4_1", f32m.quantize(DType::Q4_1).unwrap()),
     ];
     for (name, m) in mats {
         let p = PackedMatrix::pack(&m).unwrap();
