@@ -8,7 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
-mkdir -p "$OUT" /tmp/ld
+mkdir -p "$OUT"
+W=$(mktemp -d)  # synthetic models and the HF copy (several GB for the 8B-like shape)
 log="$OUT/gpu-check.log"
 say() { echo "=== $*" | tee -a "$log"; }
 T0=$(date +%s)
@@ -18,19 +19,19 @@ say "parity (LORADOCK_REQUIRE_CUDA=1)"
 LORADOCK_REQUIRE_CUDA=1 timeout 240 carry/loradock-lib-tests backend::cuda --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 say "synthetic models"
 for t in q4_1 q8_0 f16; do
-    timeout 60 carry/loradock synth --shape smollm2 --type "$t" --out /tmp/ld/smollm2-$t.gguf 2>&1 | tee -a "$log"
+    timeout 60 carry/loradock synth --shape smollm2 --type "$t" --out "$W"/smollm2-$t.gguf 2>&1 | tee -a "$log"
 done
-timeout 60 carry/loradock synth --shape smollm2 --type q4_1 --out /tmp/ld/smollm2-ad.gguf --adapters 64 --rank 16 2>&1 | tee -a "$log"
-timeout 120 carry/loradock synth --shape llama8b --type q4_1 --out /tmp/ld/llama8b-q4_1.gguf 2>&1 | tee -a "$log"
+timeout 60 carry/loradock synth --shape smollm2 --type q4_1 --out "$W"/smollm2-ad.gguf --adapters 64 --rank 16 2>&1 | tee -a "$log"
+timeout 120 carry/loradock synth --shape llama8b --type q4_1 --out "$W"/llama8b-q4_1.gguf 2>&1 | tee -a "$log"
 say "benchmarks"
 for t in q4_1 q8_0 f16; do
-    timeout 60 carry/loradock gpu-bench --model /tmp/ld/smollm2-$t.gguf --steps 64 2>&1 | tee -a "$log"
+    timeout 60 carry/loradock gpu-bench --model "$W"/smollm2-$t.gguf --steps 64 2>&1 | tee -a "$log"
 done
-timeout 90 carry/loradock gpu-bench --model /tmp/ld/smollm2-ad.gguf --adapters /tmp/ld/smollm2-ad.gguf.adapters --batch 64 --steps 32 2>&1 | tee -a "$log"
-timeout 120 carry/loradock gpu-bench --model /tmp/ld/llama8b-q4_1.gguf --steps 32 2>&1 | tee -a "$log"
+timeout 90 carry/loradock gpu-bench --model "$W"/smollm2-ad.gguf --adapters "$W"/smollm2-ad.gguf.adapters --batch 64 --steps 32 2>&1 | tee -a "$log"
+timeout 120 carry/loradock gpu-bench --model "$W"/llama8b-q4_1.gguf --steps 32 2>&1 | tee -a "$log"
 if [ -f carry/peers/make_bench_model.py ] && python3 -c "import torch, transformers, peft" 2>/dev/null; then
     say "transformers+PEFT on the same GPU"
-    timeout 60 python3 carry/peers/make_bench_model.py /tmp/ld/hf --no-f32 > /dev/null 2>&1
-    timeout 120 python3 bench/gpu_peft.py /tmp/ld/hf 2>&1 | tee -a "$log"
+    timeout 60 python3 carry/peers/make_bench_model.py "$W"/hf --no-f32 > /dev/null 2>&1
+    timeout 120 python3 bench/gpu_peft.py "$W"/hf 2>&1 | tee -a "$log"
 fi
 say "done in $(( $(date +%s) - T0 )) s"
