@@ -183,7 +183,7 @@ impl Sampler {
 }
 
 /// The index of the largest logit, the lowest on ties; NaN never wins; 0 if none is > -inf.
-fn argmax(logits: &[f32]) -> u32 {
+pub(crate) fn argmax(logits: &[f32]) -> u32 {
     // Two passes the compiler vectorizes: the maximum over 8 lanes (NaN never compares
     // greater), then its first position.
     let mut lanes = [f32::NEG_INFINITY; 8];

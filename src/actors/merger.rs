@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::error::{Error, Result};
 use crate::kv::prefix::{block_keys, context_key, SharedPrefix, BLOCK};
-use crate::kv::KvCache;
+use crate::kv::{KvCache, PAGE};
 use crate::lora::compose::{materialize, Combination};
 use crate::lora::LoraAdapter;
 use crate::memory::{Category, Reservation};
@@ -29,9 +29,6 @@ use super::job::{Job, Part, Ready, Staged};
 use super::lease::{Docked, Lease};
 use super::lifecycle::{Lifecycle, Phase};
 use super::DeviceCtx;
-
-/// KV pages are reserved in whole pages of this many positions.
-pub(crate) const KV_PAGE: usize = 16;
 
 /// Messages of the merger.
 pub(crate) enum MergerMsg {
@@ -210,7 +207,7 @@ fn parse(f: &FetchedAdapter, label: &str, cfg: &crate::model::LlamaConfig) -> Re
 
 /// Positions of KV a request reserves: prompt + `max_tokens`, in whole pages.
 fn kv_positions(job: &Job) -> usize {
-    (job.prompt.len() + job.params.max_tokens).div_ceil(KV_PAGE) * KV_PAGE
+    (job.prompt.len() + job.params.max_tokens).div_ceil(PAGE) * PAGE
 }
 
 /// The key a composite is docked under: its method and the ordered (digest, weight) list.
@@ -536,12 +533,7 @@ impl MergerState {
         let cfg = &self.ctx.engine.loaded.model.config;
         let (total, kind, ledger) = (kv_positions(job), self.ctx.kv_type, &self.ctx.ledger);
         let Some(index) = &self.ctx.prefixes else { return KvCache::reserved(cfg, total, kind, ledger) };
-        let ids: Vec<([u8; 32], f32)> = adapters
-            .iter()
-            .map(|(e, w)| match e.digest {
-                crate::store::Digest::Sha256(b) => (b, *w),
-            })
-            .collect();
+        let ids: Vec<([u8; 32], f32)> = adapters.iter().map(|(e, w)| (*e.digest.bytes(), *w)).collect();
         let keys = block_keys(&context_key(&self.ctx.base_fingerprint, kind, &ids), &job.prompt);
         if keys.is_empty() {
             return KvCache::reserved(cfg, total, kind, ledger);

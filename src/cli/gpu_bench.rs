@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::lora::{load_adapter, LoraAdapter};
 use crate::memory::Ledger;
 use crate::model::{load_model, LoadOptions};
+use crate::sampling::argmax;
 
 /// `gpu-bench` flags.
 #[derive(Debug, Args)]
@@ -38,16 +39,6 @@ pub struct GpuBenchArgs {
     /// Device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
-}
-
-fn greedy(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in logits.iter().enumerate() {
-        if *v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Decode `steps` tokens for `sets.len()` sequences after a 32-token prompt; returns tok/s.
@@ -84,7 +75,7 @@ fn decode(
             .map(|((table, t), set)| GpuSeq { tokens: t, table, adapters: set.clone() })
             .collect();
         let logits = m.forward(dev, &mut kv, &mut pages, &mut seqs, loras)?;
-        next = logits.iter().map(|l| greedy(l)).collect();
+        next = logits.iter().map(|l| argmax(l)).collect();
     }
     Ok((steps * sets.len()) as f64 / t0.elapsed().as_secs_f64())
 }

@@ -15,6 +15,7 @@ use crate::lora::{write_peft, Module};
 use crate::model::gguf::GgufWriter;
 use crate::model::{load_model, LoadOptions};
 use crate::tensor::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0};
+use crate::tensor::DType;
 
 /// A model shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,13 +123,13 @@ const INIT_STD: f32 = 0.02;
 
 /// `rows × cols` random values quantized to `t`, as ggml tensor bytes (its type id first).
 fn tensor(rng: &mut SplitMix, rows: usize, cols: usize, t: SynthType) -> (u32, Vec<u8>) {
-    let (id, per_row) = match t {
-        SynthType::F16 => (1, cols * 2),
-        SynthType::Q8_0 => (8, cols / 32 * 34),
-        SynthType::Q4_0 => (2, cols / 32 * 18),
-        SynthType::Q4_1 => (3, cols / 32 * 20),
+    let dtype = match t {
+        SynthType::F16 => DType::F16,
+        SynthType::Q8_0 => DType::Q8_0,
+        SynthType::Q4_0 => DType::Q4_0,
+        SynthType::Q4_1 => DType::Q4_1,
     };
-    let mut out = Vec::with_capacity(rows * per_row);
+    let mut out = Vec::with_capacity(rows * dtype.row_bytes(cols).expect("shape dims are multiples of 32"));
     let mut row = vec![0f32; cols];
     for _ in 0..rows {
         row.iter_mut().for_each(|v| *v = rng.normal(INIT_STD));
@@ -139,7 +140,7 @@ fn tensor(rng: &mut SplitMix, rows: usize, cols: usize, t: SynthType) -> (u32, V
             SynthType::Q4_1 => quantize_row_q4_1(&row, &mut out),
         }
     }
-    (id, out)
+    (dtype.ggml_id(), out)
 }
 
 /// A made tensor: ggml type id and bytes.

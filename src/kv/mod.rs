@@ -14,6 +14,10 @@ pub mod quant_view {
 
 pub mod prefix;
 
+/// Positions per KV page: the unit requests reserve in and shared prefixes are made of (the
+/// GPU's paged pools use it too).
+pub const PAGE: usize = 16;
+
 use crate::error::{Error, Result};
 use crate::model::LlamaConfig;
 

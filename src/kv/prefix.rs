@@ -23,8 +23,8 @@ use crate::error::Result;
 use crate::memory::Ledger;
 use crate::model::LlamaConfig;
 
-/// Positions per shared page (the runtime's KV page).
-pub const BLOCK: usize = 16;
+/// Positions per shared page: the runtime's KV page.
+pub const BLOCK: usize = super::PAGE;
 
 /// A chain key: what page `i` of a prompt is, under one context.
 pub type BlockKey = [u8; 32];
@@ -185,13 +185,11 @@ impl PrefixIndex {
 
     /// Live shared prefixes and their bytes now (each counted once).
     pub fn live(&self) -> (usize, u64) {
-        let mut seen: Vec<*const SharedPrefix> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut bytes = 0u64;
         for e in self.entries.values() {
             if let Some(p) = e.prefix.upgrade() {
-                let ptr = Arc::as_ptr(&p);
-                if !seen.contains(&ptr) {
-                    seen.push(ptr);
+                if seen.insert(Arc::as_ptr(&p)) {
                     bytes += p.bytes() as u64;
                 }
             }

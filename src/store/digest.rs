@@ -104,6 +104,13 @@ impl Digest {
         Ok(Digest::of_peft(&c, &w))
     }
 
+    /// The digest value.
+    pub fn bytes(&self) -> &[u8; 32] {
+        match self {
+            Digest::Sha256(b) => b,
+        }
+    }
+
     /// Lowercase hex of the digest value, without the `sha256:` prefix.
     pub fn hex(&self) -> String {
         match self {

@@ -126,9 +126,9 @@ fn hits(s: &Stats) -> u64 {
 }
 
 /// Read a held request to its end and check its text against the engine alone.
-fn finish(s: loradock::runtime::Stream, first_and_rest_of: Option<&str>) -> String {
+fn finish(s: loradock::runtime::Stream, adapter: Option<&str>) -> String {
     let rest = done_ok(s);
-    let want = direct(PROMPT, first_and_rest_of, 40);
+    let want = direct(PROMPT, adapter, 40);
     assert!(want.ends_with(&rest), "the rest of the text matches the engine's: {rest:?} vs {want:?}");
     rest
 }

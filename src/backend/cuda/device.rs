@@ -24,8 +24,8 @@ use super::ptx::MODULES;
 use crate::error::{Error, Result};
 use crate::memory::{Category, Ledger, Reservation};
 
-/// Positions per KV page (the CPU cache's page size too).
-pub const PAGE: usize = 16;
+/// Positions per KV page (the CPU runtime's page).
+pub const PAGE: usize = crate::kv::PAGE;
 
 /// Device memory holding `len` values of `T`, with the ledger reservation that pays for it.
 #[derive(Debug)]
@@ -71,20 +71,8 @@ pub struct GpuMatrix {
     pub cols: usize,
     /// The data.
     pub weights: GpuWeights,
-}
-
-impl GpuMatrix {
     /// Device bytes of the weights (what a matrix-vector product reads).
-    pub fn device_bytes(&self) -> u64 {
-        let n = |len: usize, size: usize| (len * size) as u64;
-        match &self.weights {
-            GpuWeights::F16(w) => n(w.len, 2),
-            GpuWeights::Bf16(w) => n(w.len, 2),
-            GpuWeights::Q8_0(q, d) => n(q.len, 1) + n(d.len, 2),
-            GpuWeights::Q4_0(q, d) => n(q.len, 1) + n(d.len, 2),
-            GpuWeights::Q4_1(q, d, m) => n(q.len, 1) + n(d.len, 2) + n(m.len, 2),
-        }
-    }
+    pub bytes: u64,
 }
 
 /// One usable GPU with its kernels loaded.
@@ -282,7 +270,7 @@ impl CudaDevice {
                 self.upload(category, m)?,
             ),
         };
-        Ok(GpuMatrix { rows: m.rows, cols: m.cols, weights })
+        Ok(GpuMatrix { rows: m.rows, cols: m.cols, weights, bytes: m.device_bytes() })
     }
 
     /// `y[t] = W · x[t]` for `n_tokens` rows, 8 tokens per launch.

@@ -148,9 +148,9 @@ impl CudaModel {
             .layers
             .iter()
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
-            .map(GpuMatrix::device_bytes)
+            .map(|m| m.bytes)
             .sum();
-        layers + self.lm_head.device_bytes() + norms
+        layers + self.lm_head.bytes + norms
     }
 
     /// The configuration.

@@ -224,15 +224,7 @@ mod tests {
     use crate::tensor::storage::Storage;
 
     fn values(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..rows * cols)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
+        crate::test_util::pseudo_random(rows * cols, seed)
     }
 
     /// A `rows × cols` matrix of `dtype` with deterministic contents (blocks built by hand

@@ -37,16 +37,9 @@ fn gpu() -> Option<CudaDevice> {
     }
 }
 
-fn rand(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+/// Deterministic values in [-1, 1] (the crate's test generator).
+fn rand(n: usize, seed: u32) -> Vec<f32> {
+    crate::test_util::pseudo_random(n, seed)
 }
 
 #[track_caller]
@@ -82,7 +75,7 @@ fn matvec_every_weight_type_and_token_count() {
         let p = PackedMatrix::pack(&m).unwrap();
         let w = dev.upload_matrix(Category::BaseWeights, &p).unwrap();
         for n in [1, 5, 13] {
-            let x = rand(n * cols, 7 + n as u64);
+            let x = rand(n * cols, 7 + n as u32);
             let mut y = dev.zeros::<f32>(Category::Scratch, n * rows).unwrap();
             dev.matvec(&w, &up(&dev, &x), &mut y, n).unwrap();
             close(&dev.download(&y).unwrap(), &p.matvec_ref(&x, n), 1e-5, &format!("matvec {name} n={n}"));
@@ -196,7 +189,7 @@ fn paged_attention_decode_and_prefill_f16_and_int8() {
         let mut host_k = Vec::new();
         let mut host_v = Vec::new();
         for (s, &len) in lens.iter().enumerate() {
-            let (k, v) = (rand(len * nkv * hd, 10 + s as u64), rand(len * nkv * hd, 20 + s as u64));
+            let (k, v) = (rand(len * nkv * hd, 10 + s as u32), rand(len * nkv * hd, 20 + s as u32));
             let slots = tables[s].append(&mut pages, len).unwrap();
             kv.append(&dev, 0, &up(&dev, &k), &up(&dev, &v), &dev.upload(Category::Scratch, &slots).unwrap())
                 .unwrap();
@@ -264,8 +257,8 @@ fn mixed_adapter_lora_step() {
     let (din, dout) = (576, 1536);
     let mut pool = AdapterPool::new(din, dout);
     for (i, r) in [16usize, 4, 64, 8, 1].into_iter().enumerate() {
-        let a = rand(r * din, 40 + i as u64).iter().map(|v| v * 0.05).collect();
-        let b = rand(dout * r, 50 + i as u64).iter().map(|v| v * 0.05).collect();
+        let a = rand(r * din, 40 + i as u32).iter().map(|v| v * 0.05).collect();
+        let b = rand(dout * r, 50 + i as u32).iter().map(|v| v * 0.05).collect();
         pool.push(&LoraPair { rank: r, d_in: din, d_out: dout, a, b, scale: 0.5 + i as f32 }).unwrap();
     }
     let rows: Vec<Vec<(usize, f32)>> = (0..24)
